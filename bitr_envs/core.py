@@ -66,6 +66,11 @@ class MetaTaskMixin:
         """Put the task into the simulator; called on task switch, before the reset."""
         raise NotImplementedError
 
+    @classmethod
+    def task_features(cls, params: Mapping[str, Any]) -> np.ndarray:
+        """The task as one flat float vector, for task-conditioned (oracle) policies."""
+        return np.concatenate([np.ravel(params[k]) for k in sorted(params)]).astype(np.float64)
+
     # ----- the shared part -----------------------------------------------------------------
     @classmethod
     def splits(cls) -> tuple[str, ...]:
@@ -153,7 +158,7 @@ class MetaTaskMixin:
 
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(self._check_action(action))
-        return obs, reward, terminated, truncated, self._add_task_info(info)
+        return obs, float(reward), terminated, truncated, self._add_task_info(info)
 
     def _check_action(self, action) -> np.ndarray:
         try:

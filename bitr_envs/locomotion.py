@@ -111,6 +111,10 @@ class AntDirEnv(MetaTaskMixin, AntEnv):
         angles = rng.uniform(0.0, 2 * np.pi, N_TASKS)
         return split_tasks([{"direction_angle": float(t)} for t in angles])
 
+    @classmethod
+    def task_features(cls, params):
+        return np.array([np.cos(params["direction_angle"]), np.sin(params["direction_angle"])])
+
     def _apply_task(self, params):
         self._direction = np.array([np.cos(params["direction_angle"]), np.sin(params["direction_angle"])])
 
@@ -168,6 +172,11 @@ class RandomParamMixin(MetaTaskMixin):
             for _ in range(N_OOD)
         ]
         return split_tasks(in_distribution, ood)
+
+    @classmethod
+    def task_features(cls, params):
+        # log-scales: symmetric around the default robot, and what the task was drawn in.
+        return np.log(super().task_features(params))
 
     def _init_param_tasks(self, split: str, sparse: bool) -> None:
         self.sparse = sparse
