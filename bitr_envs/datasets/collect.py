@@ -1,0 +1,314 @@
+"""Collecting episodes and writing them as a Minari dataset.
+
+Collection runs `num_envs` copies of the env in one process and takes one policy forward pass
+per behaviour per step for all the copies that run it. Every episode has its own seeds (env
+reset and action noise) derived from the recipe, so the same recipe gives the same arrays
+whatever the batch size.
+
+A build writes the dataset into a scratch folder under the Minari root and moves it into place
+only when it is complete, so an interrupted build never leaves a dataset that loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from bitr_envs.datasets.behaviours import Behaviour, make_behaviours
+from bitr_envs.datasets.recipes import Recipe, recipe, recipes_dir
+
+FORMAT_VERSION = 1  # of the bitr_* metadata and infos layout
+Progress = Optional[Callable[[int], None]]  # called with the number of steps just collected
+
+
+@dataclass(frozen=True)
+class Job:
+    """One episode to collect."""
+
+    task: int
+    behaviour: str
+    seed: int
+
+
+@dataclass
+class Episode:
+    task: int
+    behaviour: int
+    seed: int
+    observations: np.ndarray  # (T + 1, obs_dim)
+    actions: np.ndarray  # (T, act_dim)
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+
+    @property
+    def total_return(self) -> float:
+        return float(self.rewards.sum())
+
+
+def episode_seeds(root_seed: int, name: str, count: int) -> list[int]:
+    """`count` independent 32-bit seeds for the episodes of `name` (a dataset or a reference run)."""
+    sequence = np.random.SeedSequence([root_seed, zlib.crc32(name.encode())])
+    return [int(s.generate_state(1)[0]) for s in sequence.spawn(count)]
+
+
+def collect(
+    env_id: str,
+    split: str,
+    jobs: list[Job],
+    behaviours: dict[str, Behaviour],
+    num_envs: int = 16,
+    progress: Progress = None,
+) -> list[Episode]:
+    """Run every job to the end of its episode; episodes come back in job order."""
+    envs = [gym.make(env_id, split=split) for _ in range(min(num_envs, len(jobs)))]
+    env_class = type(envs[0].unwrapped)
+    features = [env_class.task_features(t) for t in envs[0].unwrapped.tasks]
+    low, high = envs[0].action_space.low.astype(np.float64), envs[0].action_space.high.astype(np.float64)
+    action_dtype = envs[0].action_space.dtype
+
+    pending = iter(enumerate(jobs))
+    slots: list[Optional[dict]] = [None] * len(envs)
+    episodes: dict[int, Episode] = {}
+
+    def start(slot: int) -> None:
+        nxt = next(pending, None)
+        if nxt is None:
+            slots[slot] = None
+            return
+        index, job = nxt
+        obs, _ = envs[slot].reset(seed=job.seed, options={"task": job.task})
+        slots[slot] = {
+            "index": index, "job": job, "rng": np.random.default_rng(job.seed),
+            "obs": [obs], "actions": [], "rewards": [], "terminations": [], "truncations": [],
+        }
+
+    for slot in range(len(envs)):
+        start(slot)
+    while any(s is not None for s in slots):
+        steps = 0
+        for name, behaviour in behaviours.items():
+            active = [i for i, s in enumerate(slots) if s is not None and s["job"].behaviour == name]
+            if not active:
+                continue
+            obs = np.stack([slots[i]["obs"][-1] for i in active])
+            task_features = np.stack([features[slots[i]["job"].task] for i in active])
+            actions = behaviour.act(obs, task_features, [slots[i]["rng"] for i in active], low, high)
+            for i, action in zip(active, actions.astype(action_dtype)):
+                s = slots[i]
+                next_obs, reward, terminated, truncated, _ = envs[i].step(action)
+                s["obs"].append(next_obs)
+                s["actions"].append(action)
+                s["rewards"].append(reward)
+                s["terminations"].append(terminated)
+                s["truncations"].append(truncated)
+                steps += 1
+                if terminated or truncated:
+                    job = s["job"]
+                    episodes[s["index"]] = Episode(
+                        task=job.task,
+                        behaviour=behaviours[job.behaviour].label,
+                        seed=job.seed,
+                        observations=np.asarray(s["obs"]),
+                        actions=np.asarray(s["actions"]),
+                        rewards=np.asarray(s["rewards"], dtype=np.float64),
+                        terminations=np.asarray(s["terminations"]),
+                        truncations=np.asarray(s["truncations"]),
+                    )
+                    start(i)
+        if progress is not None:
+            progress(steps)
+    for env in envs:
+        env.close()
+    return [episodes[i] for i in range(len(jobs))]
+
+
+def dataset_jobs(r: Recipe) -> list[Job]:
+    """The episodes of a dataset: for each task, each behaviour's share, in a fixed order."""
+    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
+    counts = r.episode_counts()
+    names = [(t, b) for t in range(n_tasks) for b, c in counts.items() for _ in range(c)]
+    seeds = episode_seeds(r.card["seed"], r.dataset_id, len(names))
+    return [Job(task=t, behaviour=b, seed=s) for (t, b), s in zip(names, seeds)]
+
+
+def reference_returns(r: Recipe, behaviours: dict[str, Behaviour], progress: Progress = None):
+    """Per-task mean returns of the random policy and the family's expert behaviour.
+
+    They are the 0 and 100 of the normalised score, measured on this dataset's split; both runs
+    depend only on the card, the env and the split, not on the pool or profile.
+    """
+    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
+    n = int(r.card.get("reference_episodes", 4))
+    result = {}
+    for name in ("random", r.card["expert"]):
+        seeds = episode_seeds(r.card["seed"], f"reference/{r.env_id}/{r.split}/{name}", n_tasks * n)
+        jobs = [Job(task=t, behaviour=name, seed=seeds[t * n + k]) for t in range(n_tasks) for k in range(n)]
+        episodes = collect(r.env_id, r.split, jobs, {name: behaviours[name]}, progress=progress)
+        returns = np.array([e.total_return for e in episodes]).reshape(n_tasks, n)
+        result[name] = returns.mean(axis=1).tolist()
+    return {"random": result["random"], "expert": result[r.card["expert"]]}
+
+
+def _env_class(env_id: str):
+    from bitr_envs.registry import entry
+
+    return entry(env_id).env_class
+
+
+# ----- writing --------------------------------------------------------------------------------
+def datasets_root() -> Path:
+    """Minari's local root ($MINARI_DATASETS_PATH, else ~/.minari/datasets)."""
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return get_dataset_path()
+
+
+@contextmanager
+def _minari_root(path: Path) -> Iterator[None]:
+    """Point Minari's local root at `path` for the duration (Minari reads it from the env)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviours: dict[str, Behaviour]) -> Path:
+    """Write the episodes as the Minari dataset `r.dataset_id`, atomically; returns its folder."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    root = datasets_root()
+    final = get_dataset_path(r.dataset_id)
+    scratch = Path(tempfile.mkdtemp(prefix=".bitr-build-", dir=root))
+    try:
+        with _minari_root(scratch):
+            buffers = [
+                EpisodeBuffer(
+                    id=i,
+                    seed=e.seed,
+                    options={"task": e.task},
+                    observations=e.observations,
+                    actions=e.actions,
+                    rewards=e.rewards,
+                    terminations=e.terminations,
+                    truncations=e.truncations,
+                    infos={
+                        "task_id": np.full(len(e.observations), e.task, dtype=np.int64),
+                        "behaviour": np.full(len(e.observations), e.behaviour, dtype=np.int64),
+                    },
+                )
+                for i, e in enumerate(episodes)
+            ]
+            env = gym.make(r.env_id, split=r.split)
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id=r.dataset_id,
+                buffer=buffers,
+                env=env.spec,
+                eval_env=env.spec,
+                algorithm_name=f"bitr behaviour pool {r.pool!r}",
+                author="BITR-Bench",
+                author_email="see the bitr-bench package metadata",
+                code_permalink=f"bitr-bench=={_version()} datasets/{r.card_path.name}",
+                ref_min_score=float(np.mean(references["random"])),
+                ref_max_score=float(np.mean(references["expert"])),
+                description=_description(r),
+                data_format="hdf5",
+                requirements=[f"bitr-bench=={_version()}"],
+            )
+            data_path = dataset.storage.data_path
+            dataset.storage.update_metadata(
+                {
+                    "bitr_format_version": FORMAT_VERSION,
+                    "bitr_env_id": r.env_id,
+                    "bitr_split": r.split,
+                    "bitr_pool": r.pool,
+                    "bitr_profile": r.profile,
+                    "bitr_recipe_sha256": r.fingerprint(),
+                    "bitr_recipe_file": r.card_path.name,
+                    "bitr_behaviours": [b for b in behaviours],
+                    "bitr_pool_behaviours": sorted(r.shares),
+                    "bitr_reference_returns": references,
+                    "bitr_data_sha256": file_sha256(data_path / "main_data.hdf5"),
+                }
+            )
+            built = Path(scratch) / r.dataset_id
+            for metadata in _namespace_files(scratch, r.dataset_id):
+                target = root / metadata.relative_to(scratch)
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(metadata, target)
+        if final.exists():
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+def _namespace_files(scratch: Path, dataset_id: str) -> list[Path]:
+    """The namespace metadata files Minari wrote for `dataset_id`'s namespaces."""
+    parts = dataset_id.split("/")[:-1]
+    candidates = [scratch.joinpath(*parts[: i + 1], "namespace_metadata.json") for i in range(len(parts))]
+    return [path for path in candidates if path.exists()]
+
+
+def _description(r: Recipe) -> str:
+    counts = ", ".join(f"{b} {c}" for b, c in r.episode_counts().items())
+    return (
+        f"{r.env_id}, split {r.split!r}, behaviour pool {r.pool!r}, profile {r.profile!r}: "
+        f"{r.episodes_per_task} episodes per task ({counts}). Built by `bitr datasets build "
+        f"{r.dataset_id}` from the recipe card datasets/{r.card_path.name}. Per-step infos: "
+        "task_id (index in the split) and behaviour (index in bitr_behaviours)."
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bitr-bench")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+        return "0+unknown"
+
+
+def build(dataset_id: str, num_envs: int = 16, progress: Progress = None) -> Path:
+    """Collect and write one dataset from its recipe; returns the dataset's folder."""
+    r = recipe(dataset_id)
+    behaviours = make_behaviours(r.card, recipes_dir())
+    references = reference_returns(r, behaviours, progress)
+    episodes = collect(r.env_id, r.split, dataset_jobs(r), behaviours, num_envs, progress)
+    return write_dataset(r, episodes, references, behaviours)
+
+
+def planned_steps(dataset_id: str) -> int:
+    """An upper bound of the steps `build` runs (episodes may end early), for progress bars."""
+    r = recipe(dataset_id)
+    horizon = gym.spec(r.env_id).max_episode_steps
+    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
+    references = 2 * n_tasks * int(r.card.get("reference_episodes", 4))
+    return (len(dataset_jobs(r)) + references) * horizon
