@@ -3,6 +3,12 @@
     bitr envs list                 every registered id: splits, task counts, horizon, reward
     bitr envs show ID              the task table of each split of ID
     bitr envs rollout ID           random-policy returns per task (a quick check of an env)
+    bitr datasets list             every dataset the recipe cards define, and which are built
+    bitr datasets build ID...      collect datasets into the local Minari root (globs allowed)
+    bitr datasets info ID          what a local dataset holds
+    bitr datasets verify ID...     checksums and a full read of local datasets
+    bitr datasets download ID...   from a remote (--remote file:///mirror or hf://org)
+    bitr datasets publish ID...    to a remote
 """
 
 from __future__ import annotations
@@ -84,6 +90,103 @@ def _envs_rollout(args) -> int:
     return 0
 
 
+def _dataset_ids(patterns: Sequence[str]) -> list[str]:
+    """Expand shell-style patterns against the ids the recipe cards define."""
+    import fnmatch
+
+    from bitr_envs.datasets import all_recipes
+
+    known = [r.dataset_id for r in all_recipes()]
+    ids = []
+    for pattern in patterns:
+        matches = fnmatch.filter(known, pattern) if any(c in pattern for c in "*?[") else [pattern]
+        if not matches:
+            raise ValueError(f"No dataset id matches {pattern!r}; `bitr datasets list` shows them all.")
+        ids.extend(m for m in matches if m not in ids)
+    return ids
+
+
+def _datasets_list(args) -> int:
+    from bitr_envs.datasets import all_recipes
+    from bitr_envs.datasets.loader import exists
+
+    rows = [
+        (r.dataset_id, r.env_id, r.episodes_per_task, "yes" if exists(r.dataset_id) else "-")
+        for r in all_recipes()
+        if (args.profile is None or r.profile == args.profile) and (args.env is None or r.env_id == args.env)
+    ]
+    print(format_table(["dataset id", "env", "episodes/task", "built"], rows))
+    return 0
+
+
+def _datasets_build(args) -> int:
+    from tqdm import tqdm
+
+    from bitr_envs.datasets import build
+    from bitr_envs.datasets.collect import planned_steps
+    from bitr_envs.datasets.loader import exists
+
+    for dataset_id in _dataset_ids(args.ids):
+        if exists(dataset_id) and not args.force:
+            print(f"{dataset_id}: already built (--force rebuilds it)")
+            continue
+        with tqdm(total=planned_steps(dataset_id), desc=dataset_id, unit="step", unit_scale=True) as bar:
+            path = build(dataset_id, num_envs=args.num_envs, progress=bar.update)
+            bar.total = bar.n  # episodes that ended early leave the bound unreached
+        print(f"{dataset_id}: built at {path}")
+    return 0
+
+
+def _datasets_info(args) -> int:
+    from bitr_envs.datasets import load
+    from bitr_envs.datasets.loader import dataset_path, read_metadata
+
+    metadata = read_metadata(args.dataset_id)
+    data = load(args.dataset_id)
+    print(f"{args.dataset_id}  ({dataset_path(args.dataset_id)})")
+    print(metadata["description"])
+    for key in ("total_episodes", "total_steps", "dataset_size", "ref_min_score", "ref_max_score",
+                "minari_version", "bitr_recipe_sha256"):
+        print(f"  {key}: {metadata.get(key)}")
+    rows = []
+    for label, name in enumerate(data.behaviour_names):
+        counts = sum(int((t.behaviours == label).sum()) for t in data.tasks)
+        if counts:
+            rows.append((label, name, counts))
+    print(format_table(["label", "behaviour", "transitions"], rows))
+    return 0
+
+
+def _datasets_verify(args) -> int:
+    from bitr_envs.datasets import verify
+
+    failed = 0
+    for dataset_id in _dataset_ids(args.ids):
+        problems = verify(dataset_id)
+        print(f"{dataset_id}: {'OK' if not problems else 'FAILED'}")
+        for problem in problems:
+            print(f"  {problem}")
+        failed += bool(problems)
+    return 1 if failed else 0
+
+
+def _datasets_download(args) -> int:
+    from bitr_envs.datasets.remote import download
+
+    for dataset_id in _dataset_ids(args.ids):
+        print(f"{dataset_id}: downloaded to {download(dataset_id, args.remote, args.force)}")
+    return 0
+
+
+def _datasets_publish(args) -> int:
+    from bitr_envs.datasets.remote import publish
+
+    for dataset_id in _dataset_ids(args.ids):
+        publish(dataset_id, args.remote, args.token)
+        print(f"{dataset_id}: published")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bitr", description="BITR-Bench: offline meta-RL under context shift.")
     groups = parser.add_subparsers(dest="group", required=True)
@@ -100,14 +203,44 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--episodes", type=int, default=1)
     rollout.add_argument("--seed", type=int, default=0)
     rollout.set_defaults(func=_envs_rollout)
+
+    data = groups.add_parser("datasets", help="the offline datasets (Minari)")
+    commands = data.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="every dataset the recipe cards define")
+    listing.add_argument("--profile", help="only this size profile (tiny, lite, full)")
+    listing.add_argument("--env", help="only this env id")
+    listing.set_defaults(func=_datasets_list)
+    build = commands.add_parser("build", help="collect datasets into the local Minari root")
+    build.add_argument("ids", nargs="+", help="dataset ids or patterns, e.g. 'bitr/point-robot-sparse/*-lite-v0'")
+    build.add_argument("--force", action="store_true", help="rebuild datasets that exist")
+    build.add_argument("--num-envs", type=int, default=16, help="envs stepped together (does not change the data)")
+    build.set_defaults(func=_datasets_build)
+    info = commands.add_parser("info", help="what a local dataset holds")
+    info.add_argument("dataset_id")
+    info.set_defaults(func=_datasets_info)
+    verify = commands.add_parser("verify", help="checksum and read local datasets")
+    verify.add_argument("ids", nargs="+")
+    verify.set_defaults(func=_datasets_verify)
+    download = commands.add_parser("download", help="download datasets from a remote")
+    download.add_argument("ids", nargs="+")
+    download.add_argument("--remote", help="file:///path/to/mirror or hf://<org> (default: $MINARI_REMOTE)")
+    download.add_argument("--force", action="store_true", help="replace a local copy")
+    download.set_defaults(func=_datasets_download)
+    publish = commands.add_parser("publish", help="upload verified local datasets to a remote")
+    publish.add_argument("ids", nargs="+")
+    publish.add_argument("--remote", help="file:///path/to/mirror or hf://<org> (default: $MINARI_REMOTE)")
+    publish.add_argument("--token", help="the remote's token (Hugging Face)")
+    publish.set_defaults(func=_datasets_publish)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bitr_envs.datasets.loader import DatasetError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:  # bad ids, splits, ...: the message says what to do
+    except (ValueError, DatasetError) as err:  # bad ids, splits, damaged data: the message says what to do
         print(f"bitr: error: {err}", file=sys.stderr)
         return 2
 

@@ -201,11 +201,8 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
     """Write the episodes as the Minari dataset `r.dataset_id`, atomically; returns its folder."""
     import minari
     from minari.data_collector import EpisodeBuffer
-    from minari.storage.datasets_root_dir import get_dataset_path
 
-    root = datasets_root()
-    final = get_dataset_path(r.dataset_id)
-    scratch = Path(tempfile.mkdtemp(prefix=".bitr-build-", dir=root))
+    scratch = Path(tempfile.mkdtemp(prefix=".bitr-build-", dir=datasets_root()))
     try:
         with _minari_root(scratch):
             buffers = [
@@ -257,26 +254,26 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                     "bitr_data_sha256": file_sha256(data_path / "main_data.hdf5"),
                 }
             )
-            built = Path(scratch) / r.dataset_id
-            for metadata in _namespace_files(scratch, r.dataset_id):
-                target = root / metadata.relative_to(scratch)
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(metadata, target)
-        if final.exists():
-            shutil.rmtree(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(built, final)
+        return install(scratch, r.dataset_id)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def install(scratch: Path, dataset_id: str) -> Path:
+    """Move a finished dataset from a scratch Minari root into the real one (same filesystem,
+    so the dataset appears whole or not at all), with any namespace metadata it needs."""
+    root = datasets_root()
+    for namespace_file in scratch.glob("**/namespace_metadata.json"):
+        target = root / namespace_file.relative_to(scratch)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(namespace_file, target)
+    final = root / dataset_id
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch / dataset_id, final)
     return final
-
-
-def _namespace_files(scratch: Path, dataset_id: str) -> list[Path]:
-    """The namespace metadata files Minari wrote for `dataset_id`'s namespaces."""
-    parts = dataset_id.split("/")[:-1]
-    candidates = [scratch.joinpath(*parts[: i + 1], "namespace_metadata.json") for i in range(len(parts))]
-    return [path for path in candidates if path.exists()]
 
 
 def _description(r: Recipe) -> str:

@@ -1,0 +1,15 @@
+"""BITR's offline datasets: Minari datasets built from the recipe cards in `datasets/`.
+
+    from bitr_envs import datasets
+    datasets.build("bitr/point-robot-sparse/train-iid-lite-v0")   # or: bitr datasets build ID
+    data = datasets.load("bitr/point-robot-sparse/train-iid-lite-v0")
+
+Each is also a plain Minari dataset: `minari.load_dataset(ID)` works, and per-step infos carry
+`task_id` and `behaviour`.
+"""
+
+from bitr_envs.datasets.collect import build
+from bitr_envs.datasets.loader import DatasetError, OfflineData, TaskData, load, verify
+from bitr_envs.datasets.recipes import all_recipes, recipe
+
+__all__ = ["DatasetError", "OfflineData", "TaskData", "all_recipes", "build", "load", "recipe", "verify"]

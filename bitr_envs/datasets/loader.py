@@ -1,0 +1,192 @@
+"""Loading a BITR dataset into contiguous per-task arrays, and sampling from them.
+
+    data = bitr_envs.datasets.load("bitr/point-robot-sparse/train-iid-lite-v0")
+    data.tasks[3].observations          # (N, obs_dim), all of task 3's transitions
+    batch = data.sample_batch([0, 5, 7], 256, rng)          # arrays of shape (3, 256, ...)
+    context = data.sample_context(3, 32, rng)               # 32 transitions of task 3
+
+The file is read once, episode by episode, straight into numpy; sampling is pure indexing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from bitr_envs.datasets.collect import FORMAT_VERSION, datasets_root, file_sha256
+
+
+class DatasetError(Exception):
+    """A dataset that is missing, damaged or from another version; the message says the fix."""
+
+
+def _fixes(dataset_id: str) -> str:
+    return (
+        f"Check it with `bitr datasets verify {dataset_id}`, then rebuild it with "
+        f"`bitr datasets build --force {dataset_id}` or download it again with "
+        f"`bitr datasets download --force {dataset_id}`."
+    )
+
+
+@dataclass
+class TaskData:
+    """Every transition of one task, as contiguous arrays of equal length."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray  # the episode ended in a terminal state (no bootstrapping)
+    timeouts: np.ndarray  # the episode was cut by the horizon
+    behaviours: np.ndarray  # behaviour label of each transition
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def take(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name)[indices] for f in fields(self)}
+
+
+@dataclass
+class OfflineData:
+    dataset_id: str
+    env_id: str
+    split: str
+    pool: str
+    behaviour_names: list[str]
+    reference_returns: dict[str, list[float]]
+    tasks: list[TaskData]  # index = task id in the split
+
+    @property
+    def num_transitions(self) -> int:
+        return sum(len(t) for t in self.tasks)
+
+    def sample_batch(self, task_ids: Sequence[int], batch_size: int, rng: np.random.Generator):
+        """`batch_size` transitions from each task, uniformly: arrays of shape (tasks, batch, ...)."""
+        per_task = [self.tasks[t].take(rng.integers(len(self.tasks[t]), size=batch_size)) for t in task_ids]
+        return {key: np.stack([b[key] for b in per_task]) for key in per_task[0]}
+
+    def sample_context(self, task_id: int, size: int, rng: np.random.Generator, window: bool = False):
+        """`size` transitions of one task: uniform draws, or one contiguous window of steps."""
+        task = self.tasks[task_id]
+        if window:
+            start = int(rng.integers(len(task) - size + 1))
+            return task.take(np.arange(start, start + size))
+        return task.take(rng.integers(len(task), size=size))
+
+    def normalized_score(self, task_id: int, episode_return: float) -> float:
+        """0 = the random policy, 100 = the family's expert behaviour, on this task."""
+        low = self.reference_returns["random"][task_id]
+        high = self.reference_returns["expert"][task_id]
+        return 100.0 * (episode_return - low) / (high - low)
+
+
+def dataset_path(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def read_metadata(dataset_id: str) -> dict:
+    """The dataset's metadata.json, or a DatasetError that says how to get the dataset."""
+    path = dataset_path(dataset_id) / "data" / "metadata.json"
+    if not path.exists():
+        raise DatasetError(
+            f"Dataset {dataset_id} is not in the local Minari root ({datasets_root()}). Build it "
+            f"with `bitr datasets build {dataset_id}` or download it with "
+            f"`bitr datasets download {dataset_id}`."
+        )
+    try:
+        with open(path) as f:
+            metadata = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"Dataset {dataset_id}: its metadata {path} is unreadable ({err}). {_fixes(dataset_id)}") from err
+    version = metadata.get("bitr_format_version")
+    if version != FORMAT_VERSION:
+        raise DatasetError(
+            f"Dataset {dataset_id} has bitr format version {version}, this bitr-bench reads "
+            f"version {FORMAT_VERSION}. {_fixes(dataset_id)}"
+        )
+    return metadata
+
+
+def load(dataset_id: str) -> OfflineData:
+    """Read a local BITR dataset into per-task arrays (see the module docstring)."""
+    import minari
+
+    metadata = read_metadata(dataset_id)
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception as err:  # Minari's version checks and file errors, all worded its own way
+        raise DatasetError(f"Minari cannot open dataset {dataset_id}: {err}. {_fixes(dataset_id)}") from err
+
+    from bitr_envs.registry import entry
+
+    n_tasks = len(entry(metadata["bitr_env_id"]).env_class.split_tasks(metadata["bitr_split"]))
+    per_task: list[list[dict]] = [[] for _ in range(n_tasks)]
+    try:
+        n_steps = 0
+        for episode in dataset.storage.get_episodes(range(dataset.total_episodes)):
+            obs = episode["observations"]
+            task = int(episode["infos"]["task_id"][0])
+            per_task[task].append(
+                {
+                    "observations": obs[:-1],
+                    "actions": episode["actions"],
+                    "rewards": episode["rewards"],
+                    "next_observations": obs[1:],
+                    "terminals": episode["terminations"],
+                    "timeouts": episode["truncations"],
+                    "behaviours": episode["infos"]["behaviour"][1:],
+                }
+            )
+            n_steps += len(episode["rewards"])
+    except (OSError, KeyError, IndexError, RuntimeError, ValueError) as err:  # h5py's read errors
+        raise DatasetError(f"Dataset {dataset_id} is damaged: {err!r}. {_fixes(dataset_id)}") from err
+    if n_steps != metadata["total_steps"]:
+        raise DatasetError(
+            f"Dataset {dataset_id} holds {n_steps} steps, its metadata says {metadata['total_steps']}. "
+            f"{_fixes(dataset_id)}"
+        )
+    tasks = []
+    for task, episodes in enumerate(per_task):
+        if not episodes:
+            raise DatasetError(f"Dataset {dataset_id} has no episode of task {task}. {_fixes(dataset_id)}")
+        tasks.append(TaskData(**{k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}))
+    return OfflineData(
+        dataset_id=dataset_id,
+        env_id=metadata["bitr_env_id"],
+        split=metadata["bitr_split"],
+        pool=metadata["bitr_pool"],
+        behaviour_names=list(metadata["bitr_behaviours"]),
+        reference_returns=metadata["bitr_reference_returns"],
+        tasks=tasks,
+    )
+
+
+def verify(dataset_id: str) -> list[str]:
+    """Every problem found with a local dataset (empty when it is intact)."""
+    try:
+        metadata = read_metadata(dataset_id)
+    except DatasetError as err:
+        return [str(err)]
+    problems = []
+    data_file = dataset_path(dataset_id) / "data" / "main_data.hdf5"
+    if not data_file.exists():
+        return [f"{data_file} is missing. {_fixes(dataset_id)}"]
+    if file_sha256(data_file) != metadata.get("bitr_data_sha256"):
+        problems.append(
+            f"{data_file} does not match the checksum recorded when it was built. {_fixes(dataset_id)}"
+        )
+    if not problems:
+        try:
+            load(dataset_id)
+        except DatasetError as err:
+            problems.append(str(err))
+    return problems
+
+
+def exists(dataset_id: str, root: Optional[Path] = None) -> bool:
+    return ((root or datasets_root()) / dataset_id / "data" / "metadata.json").exists()
