@@ -1,0 +1,229 @@
+"""Offline datasets: built from recipes, read back through Minari, labelled, reproducible, safe."""
+
+import json
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+import pytest
+
+from bitr_envs import datasets
+from bitr_envs.cli import main as bitr_main
+from bitr_envs.datasets import DatasetError
+from bitr_envs.datasets import collect as collect_module
+from bitr_envs.datasets.recipes import all_recipes, recipe
+
+POINT = "bitr/point-robot-sparse/train-iid-tiny-v0"
+POINT_OOD = "bitr/point-robot-sparse/train-ood-tiny-v0"
+REACH = "bitr/reach-sparse/test-iid-tiny-v0"
+
+
+@pytest.fixture(scope="module")
+def minari_root(tmp_path_factory):
+    """A Minari root with the tiny datasets most tests read, built once."""
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        for dataset_id in (POINT, POINT_OOD, REACH):
+            datasets.build(dataset_id)
+        yield root
+
+
+@pytest.fixture
+def root(minari_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+    return minari_root
+
+
+@pytest.fixture
+def scratch_root(tmp_path, monkeypatch):
+    """An empty Minari root for tests that build or damage datasets."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    return tmp_path / "minari"
+
+
+def labels(dataset_id):
+    data = datasets.load(dataset_id)
+    return set(np.concatenate([t.behaviours for t in data.tasks]).tolist()), data
+
+
+def test_minari_reads_the_dataset_with_task_and_behaviour_labels(root):
+    dataset = minari.load_dataset(POINT)
+    r = recipe(POINT)
+    assert dataset.total_episodes == 30 * r.episodes_per_task
+    episodes = list(dataset.iterate_episodes())
+    goals = [t["goal"] for t in gym.make("bitr/PointRobotSparse-v0").unwrapped.tasks]
+    seen_tasks = set()
+    for episode in episodes:
+        task_ids = episode.infos["task_id"]
+        assert (task_ids == task_ids[0]).all() and len(task_ids) == len(episode.observations)
+        seen_tasks.add(int(task_ids[0]))
+        # the sparse reward of every stored step is the env's own: 1 within 0.2 of the goal
+        inside = np.linalg.norm(episode.observations[1:] - goals[task_ids[0]], axis=1) <= 0.2
+        np.testing.assert_array_equal(episode.rewards, inside.astype(float))
+    assert seen_tasks == set(range(30))
+    names = dataset.storage.metadata["bitr_behaviours"]
+    pool = {names.index(b) for b in r.shares}
+    assert {int(e.infos["behaviour"][0]) for e in episodes} == pool
+
+
+def test_recover_environment_gives_the_bitr_env(root):
+    env = minari.load_dataset(POINT).recover_environment()
+    assert env.spec.id == "bitr/PointRobotSparse-v0" and env.unwrapped.split == "train"
+    eval_env = minari.load_dataset(REACH).recover_environment(eval_env=True)
+    assert eval_env.unwrapped.split == "test" and eval_env.unwrapped.sparse
+
+
+def test_reference_scores_are_stored(root):
+    dataset = minari.load_dataset(POINT)
+    metadata = dataset.storage.metadata
+    refs = metadata["bitr_reference_returns"]
+    assert len(refs["random"]) == len(refs["expert"]) == 30
+    assert metadata["ref_min_score"] == pytest.approx(np.mean(refs["random"]))
+    assert np.mean(refs["expert"]) > np.mean(refs["random"]) + 5
+    expert_return = np.mean(refs["expert"])
+    assert minari.get_normalized_score(dataset, np.array([expert_return])) == pytest.approx(1.0)
+    assert datasets.load(POINT).normalized_score(0, refs["expert"][0]) == pytest.approx(100.0)
+
+
+def test_ood_behaviours_never_occur_in_iid_data(root):
+    iid, data = labels(POINT)
+    ood, _ = labels(POINT_OOD)
+    assert iid and ood and not iid & ood
+    names = data.behaviour_names
+    assert {names[i] for i in iid} == set(recipe(POINT).shares)
+    assert {names[i] for i in ood} == set(recipe(POINT_OOD).shares)
+
+
+def test_meta_world_data_keeps_the_goal_hidden(root):
+    data = datasets.load(REACH)
+    assert len(data.tasks) == 10
+    for task in data.tasks:
+        assert (task.observations[:, -3:] == 0).all()
+        assert len(task) == 4 * 500
+    expert = data.behaviour_names.index("expert")
+    expert_rewards = np.concatenate([t.rewards[t.behaviours == expert] for t in data.tasks])
+    assert expert_rewards.mean() > 0.3  # the scripted expert reaches the goal (sparse reward = success)
+
+
+def test_same_recipe_gives_identical_arrays(root, tmp_path, monkeypatch):
+    first = datasets.load(POINT)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "again"))
+    datasets.build(POINT, num_envs=3)  # a different batch size must not change the data
+    second = datasets.load(POINT)
+    for a, b in zip(first.tasks, second.tasks):
+        for field in ("observations", "actions", "rewards", "behaviours", "terminals", "timeouts"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_loader_gives_contiguous_per_task_arrays_and_samples(root):
+    data = datasets.load(POINT)
+    task = data.tasks[4]
+    n = recipe(POINT).episodes_per_task * 20
+    assert task.observations.shape == (n, 2) and task.actions.shape == (n, 2)
+    np.testing.assert_array_equal(task.next_observations[:19], task.observations[1:20])
+    assert task.timeouts.sum() == recipe(POINT).episodes_per_task and not task.terminals.any()
+    rng = np.random.default_rng(0)
+    batch = data.sample_batch([1, 4, 7], 64, rng)
+    assert batch["observations"].shape == (3, 64, 2) and batch["rewards"].shape == (3, 64)
+    window = data.sample_context(4, 10, rng, window=True)
+    start = int(np.flatnonzero((task.observations == window["observations"][0]).all(1))[0])
+    np.testing.assert_array_equal(window["actions"], task.actions[start : start + 10])
+
+
+def test_local_remote_round_trip(root, tmp_path, monkeypatch):
+    mirror = f"file://{tmp_path / 'mirror'}"
+    from bitr_envs.datasets.remote import download, publish
+
+    publish(POINT, remote=mirror)
+    with pytest.raises(DatasetError, match="already has"):
+        publish(POINT, remote=mirror)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "elsewhere"))
+    with pytest.raises(DatasetError, match="not in the local Minari root"):
+        datasets.load(POINT)
+    assert bitr_main(["datasets", "download", POINT, "--remote", mirror]) == 0
+    downloaded = datasets.load(POINT)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    np.testing.assert_array_equal(downloaded.tasks[3].actions, datasets.load(POINT).tasks[3].actions)
+    with pytest.raises(DatasetError, match="Cannot download"):
+        download("bitr/point-robot-sparse/test-iid-tiny-v0", remote=mirror)
+    with pytest.raises(DatasetError, match="No remote given"):
+        download(POINT, force=True)
+
+
+def test_corrupted_and_truncated_files_are_clear_errors(root, scratch_root):
+    shutil.copytree(root / "bitr", scratch_root / "bitr")
+    data_file = scratch_root / POINT / "data" / "main_data.hdf5"
+    raw = bytearray(data_file.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)  # silent damage: same size, bad bytes
+    data_file.write_bytes(bytes(raw))
+    problems = datasets.verify(POINT)
+    assert problems and "checksum" in problems[0] and "bitr datasets build --force" in problems[0]
+    assert bitr_main(["datasets", "verify", POINT]) == 1
+
+    data_file.write_bytes(bytes(raw[: len(raw) // 3]))  # truncated download
+    with pytest.raises(DatasetError, match=rf"{POINT}.*bitr datasets verify {POINT}"):
+        datasets.load(POINT)
+
+
+def test_version_mismatch_is_a_clear_error(root, scratch_root):
+    shutil.copytree(root / "bitr", scratch_root / "bitr")
+    metadata_file = scratch_root / POINT / "data" / "metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata_file.write_text(json.dumps({**metadata, "bitr_format_version": 99}))
+    with pytest.raises(DatasetError, match="format version 99"):
+        datasets.load(POINT)
+    metadata_file.write_text(json.dumps({**metadata, "minari_version": "99.0.0"}))
+    with pytest.raises(DatasetError, match="Minari cannot open"):
+        datasets.load(POINT)
+
+
+def test_an_interrupted_build_leaves_no_dataset(scratch_root, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # the user's Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(collect_module, "install", crash)
+    with pytest.raises(KeyboardInterrupt):
+        datasets.build(POINT)
+    assert not (scratch_root / POINT).exists()
+    assert not list(scratch_root.glob(".bitr-build-*"))  # the scratch copy is gone too
+    with pytest.raises(DatasetError, match=f"bitr datasets build {POINT}"):
+        datasets.load(POINT)
+
+
+def test_dataset_ids_and_bad_ids():
+    ids = {r.dataset_id for r in all_recipes()}
+    assert {POINT, POINT_OOD, REACH, "bitr/point-robot/ood-ood-lite-v0"} <= ids
+    assert not any("cheetah-dir/ood-" in i for i in ids)  # no ood split, no ood-split datasets
+    with pytest.raises(ValueError, match="not a BITR dataset id"):
+        recipe("point-robot")
+    with pytest.raises(ValueError, match="No recipe defines"):
+        recipe("bitr/point-robot/train-iid-huge-v0")
+    assert bitr_main(["datasets", "build", "bitr/nothing/*"]) == 2
+
+
+def test_bad_recipe_cards_are_refused(tmp_path, monkeypatch):
+    from bitr_envs.datasets import recipes
+
+    card = (Path(recipes.__file__).parents[2] / "datasets" / "point-robot.toml").read_text()
+    monkeypatch.setenv("BITR_RECIPES", str(tmp_path))
+    (tmp_path / "bad.toml").write_text(card.replace('detour = 0.34', 'expert = 0.34'))
+    with pytest.raises(ValueError, match=r"bad.toml: behaviours \['expert'\] are in both pools"):
+        all_recipes()
+    (tmp_path / "bad.toml").write_text(card.replace('expert = "expert"', 'expert = "oracle"'))
+    with pytest.raises(ValueError, match="names its expert"):
+        all_recipes()
+
+
+def test_cli_build_list_info(scratch_root, capsys):
+    assert bitr_main(["datasets", "build", "bitr/point-robot/test-*-tiny-v0"]) == 0
+    assert bitr_main(["datasets", "build", "bitr/point-robot/test-iid-tiny-v0"]) == 0
+    assert "already built" in capsys.readouterr().out
+    assert bitr_main(["datasets", "list", "--profile", "tiny", "--env", "bitr/PointRobot-v0"]) == 0
+    listing = capsys.readouterr().out
+    assert "bitr/point-robot/test-ood-tiny-v0" in listing and "yes" in listing
+    assert bitr_main(["datasets", "info", "bitr/point-robot/test-ood-tiny-v0"]) == 0
+    info = capsys.readouterr().out
+    assert "detour" in info and "expert" not in info.split("label")[1]
