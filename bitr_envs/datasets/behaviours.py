@@ -90,6 +90,23 @@ def base_policy(name: str, recipes_dir: Path) -> Optional[BasePolicy]:
 
 # ----- behaviours -----------------------------------------------------------------------------
 @dataclass
+class EpisodeNoise:
+    """All the randomness of one episode's actions, drawn at its start from its own RNG."""
+
+    uniform: np.ndarray  # (horizon, act_dim): uniform actions, for random and epsilon steps
+    gaussian: np.ndarray  # (horizon, act_dim): standard normal noise
+    explore: np.ndarray  # (horizon,): whether the step takes the uniform action
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, horizon: int, low, high, epsilon: float):
+        return cls(
+            uniform=rng.uniform(low, high, (horizon, len(low))),
+            gaussian=rng.standard_normal((horizon, len(low))),
+            explore=rng.random(horizon) < epsilon,
+        )
+
+
+@dataclass
 class Behaviour:
     name: str
     label: int
@@ -97,22 +114,15 @@ class Behaviour:
     noise: float = 0.0
     epsilon: float = 0.0
 
-    def act(self, obs, features, rngs, low, high) -> np.ndarray:
-        """Actions for a batch; `rngs[i]` is row i's episode RNG."""
-        n = len(obs)
-        half_range = (high - low) / 2
-        uniform = np.stack([rng.uniform(low, high) for rng in rngs])
+    def act(self, obs, features, uniform, gaussian, explore, low, high) -> np.ndarray:
+        """Actions for a batch, given each row's noise for this step (rows of EpisodeNoise)."""
         if self.policy is None:
             return uniform
         actions = np.asarray(self.policy(obs, features), dtype=np.float64)
         if self.noise:
-            actions = actions + self.noise * half_range * np.stack(
-                [rng.standard_normal(len(low)) for rng in rngs]
-            )
+            actions = actions + self.noise * (high - low) / 2 * gaussian
         if self.epsilon:
-            explore = np.array([rng.random() < self.epsilon for rng in rngs])
-            actions[explore] = uniform[explore]
-        assert actions.shape == (n, len(low))
+            actions = np.where(explore[:, None], uniform, actions)
         return np.clip(actions, low, high)
 
 

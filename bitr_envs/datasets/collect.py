@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Optional
 import gymnasium as gym
 import numpy as np
 
-from bitr_envs.datasets.behaviours import Behaviour, make_behaviours
+from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise, make_behaviours
 from bitr_envs.datasets.recipes import Recipe, recipe, recipes_dir
 
 FORMAT_VERSION = 1  # of the bitr_* metadata and infos layout
@@ -74,61 +74,83 @@ def collect(
     """Run every job to the end of its episode; episodes come back in job order."""
     envs = [gym.make(env_id, split=split) for _ in range(min(num_envs, len(jobs)))]
     env_class = type(envs[0].unwrapped)
-    features = [env_class.task_features(t) for t in envs[0].unwrapped.tasks]
-    low, high = envs[0].action_space.low.astype(np.float64), envs[0].action_space.high.astype(np.float64)
-    action_dtype = envs[0].action_space.dtype
+    features = np.stack([env_class.task_features(t) for t in envs[0].unwrapped.tasks])
+    space = envs[0].action_space
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    horizon = envs[0].spec.max_episode_steps
+    names = list(behaviours)
+
+    # What each env slot is doing, as arrays so that a batch is gathered by indexing.
+    n_slots = len(envs)
+    running = np.full(n_slots, -1)  # index into `names` of the slot's behaviour; -1 = idle
+    step = np.zeros(n_slots, dtype=np.int64)
+    obs_now = np.zeros((n_slots,) + envs[0].observation_space.shape)
+    task_of = np.zeros(n_slots, dtype=np.int64)
+    noise_uniform = np.zeros((n_slots, horizon, len(low)))
+    noise_gaussian = np.zeros((n_slots, horizon, len(low)))
+    noise_explore = np.zeros((n_slots, horizon), dtype=bool)
+    records: list[Optional[dict]] = [None] * n_slots
 
     pending = iter(enumerate(jobs))
-    slots: list[Optional[dict]] = [None] * len(envs)
     episodes: dict[int, Episode] = {}
 
     def start(slot: int) -> None:
         nxt = next(pending, None)
         if nxt is None:
-            slots[slot] = None
+            running[slot] = -1
             return
         index, job = nxt
         obs, _ = envs[slot].reset(seed=job.seed, options={"task": job.task})
-        slots[slot] = {
-            "index": index, "job": job, "rng": np.random.default_rng(job.seed),
-            "obs": [obs], "actions": [], "rewards": [], "terminations": [], "truncations": [],
-        }
+        noise = EpisodeNoise.draw(
+            np.random.default_rng(job.seed), horizon, low, high, behaviours[job.behaviour].epsilon
+        )
+        noise_uniform[slot], noise_gaussian[slot], noise_explore[slot] = noise.uniform, noise.gaussian, noise.explore
+        running[slot], step[slot], obs_now[slot], task_of[slot] = names.index(job.behaviour), 0, obs, job.task
+        records[slot] = {"index": index, "job": job, "obs": [obs], "actions": [], "rewards": [],
+                         "terminations": [], "truncations": []}
 
-    for slot in range(len(envs)):
+    def finish(slot: int) -> None:
+        r = records[slot]
+        episodes[r["index"]] = Episode(
+            task=r["job"].task,
+            behaviour=behaviours[r["job"].behaviour].label,
+            seed=r["job"].seed,
+            observations=np.asarray(r["obs"]),
+            actions=np.asarray(r["actions"]),
+            rewards=np.asarray(r["rewards"], dtype=np.float64),
+            terminations=np.asarray(r["terminations"]),
+            truncations=np.asarray(r["truncations"]),
+        )
         start(slot)
-    while any(s is not None for s in slots):
-        steps = 0
-        for name, behaviour in behaviours.items():
-            active = [i for i, s in enumerate(slots) if s is not None and s["job"].behaviour == name]
-            if not active:
+
+    for slot in range(n_slots):
+        start(slot)
+    while (running >= 0).any():
+        n_steps = 0
+        for b, name in enumerate(names):
+            active = np.flatnonzero(running == b)
+            if not len(active):
                 continue
-            obs = np.stack([slots[i]["obs"][-1] for i in active])
-            task_features = np.stack([features[slots[i]["job"].task] for i in active])
-            actions = behaviour.act(obs, task_features, [slots[i]["rng"] for i in active], low, high)
-            for i, action in zip(active, actions.astype(action_dtype)):
-                s = slots[i]
-                next_obs, reward, terminated, truncated, _ = envs[i].step(action)
-                s["obs"].append(next_obs)
-                s["actions"].append(action)
-                s["rewards"].append(reward)
-                s["terminations"].append(terminated)
-                s["truncations"].append(truncated)
-                steps += 1
+            t = step[active]
+            actions = behaviours[name].act(
+                obs_now[active], features[task_of[active]], noise_uniform[active, t],
+                noise_gaussian[active, t], noise_explore[active, t], low, high,
+            ).astype(space.dtype)
+            for slot, action in zip(active, actions):
+                next_obs, reward, terminated, truncated, _ = envs[slot].step(action)
+                r = records[slot]
+                r["obs"].append(next_obs)
+                r["actions"].append(action)
+                r["rewards"].append(reward)
+                r["terminations"].append(terminated)
+                r["truncations"].append(truncated)
+                obs_now[slot] = next_obs
+                step[slot] += 1
+                n_steps += 1
                 if terminated or truncated:
-                    job = s["job"]
-                    episodes[s["index"]] = Episode(
-                        task=job.task,
-                        behaviour=behaviours[job.behaviour].label,
-                        seed=job.seed,
-                        observations=np.asarray(s["obs"]),
-                        actions=np.asarray(s["actions"]),
-                        rewards=np.asarray(s["rewards"], dtype=np.float64),
-                        terminations=np.asarray(s["terminations"]),
-                        truncations=np.asarray(s["truncations"]),
-                    )
-                    start(i)
+                    finish(slot)
         if progress is not None:
-            progress(steps)
+            progress(n_steps)
     for env in envs:
         env.close()
     return [episodes[i] for i in range(len(jobs))]
