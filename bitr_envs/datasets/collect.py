@@ -80,46 +80,49 @@ def collect(
     horizon = envs[0].spec.max_episode_steps
     names = list(behaviours)
 
-    # What each env slot is doing, as arrays so that a batch is gathered by indexing.
-    n_slots = len(envs)
+    # What each env slot is doing, as arrays: a batch is gathered by indexing, and an episode
+    # is written in place until it ends.
+    n_slots, n_act = len(envs), len(low)
     running = np.full(n_slots, -1)  # index into `names` of the slot's behaviour; -1 = idle
+    job_of = np.zeros(n_slots, dtype=np.int64)  # index into `jobs`
     step = np.zeros(n_slots, dtype=np.int64)
-    obs_now = np.zeros((n_slots,) + envs[0].observation_space.shape)
-    task_of = np.zeros(n_slots, dtype=np.int64)
-    noise_uniform = np.zeros((n_slots, horizon, len(low)))
-    noise_gaussian = np.zeros((n_slots, horizon, len(low)))
+    observations = np.zeros((n_slots, horizon + 1) + envs[0].observation_space.shape, envs[0].observation_space.dtype)
+    actions = np.zeros((n_slots, horizon, n_act), dtype=space.dtype)
+    rewards = np.zeros((n_slots, horizon))
+    terminations = np.zeros((n_slots, horizon), dtype=bool)
+    truncations = np.zeros((n_slots, horizon), dtype=bool)
+    noise_uniform = np.zeros((n_slots, horizon, n_act))
+    noise_gaussian = np.zeros((n_slots, horizon, n_act))
     noise_explore = np.zeros((n_slots, horizon), dtype=bool)
-    records: list[Optional[dict]] = [None] * n_slots
+    task_ids = np.array([job.task for job in jobs])
 
-    pending = iter(enumerate(jobs))
+    pending = iter(range(len(jobs)))
     episodes: dict[int, Episode] = {}
 
     def start(slot: int) -> None:
-        nxt = next(pending, None)
-        if nxt is None:
+        index = next(pending, None)
+        if index is None:
             running[slot] = -1
             return
-        index, job = nxt
-        obs, _ = envs[slot].reset(seed=job.seed, options={"task": job.task})
+        job = jobs[index]
+        observations[slot, 0], _ = envs[slot].reset(seed=job.seed, options={"task": job.task})
         noise = EpisodeNoise.draw(
             np.random.default_rng(job.seed), horizon, low, high, behaviours[job.behaviour].epsilon
         )
         noise_uniform[slot], noise_gaussian[slot], noise_explore[slot] = noise.uniform, noise.gaussian, noise.explore
-        running[slot], step[slot], obs_now[slot], task_of[slot] = names.index(job.behaviour), 0, obs, job.task
-        records[slot] = {"index": index, "job": job, "obs": [obs], "actions": [], "rewards": [],
-                         "terminations": [], "truncations": []}
+        running[slot], job_of[slot], step[slot] = names.index(job.behaviour), index, 0
 
     def finish(slot: int) -> None:
-        r = records[slot]
-        episodes[r["index"]] = Episode(
-            task=r["job"].task,
-            behaviour=behaviours[r["job"].behaviour].label,
-            seed=r["job"].seed,
-            observations=np.asarray(r["obs"]),
-            actions=np.asarray(r["actions"]),
-            rewards=np.asarray(r["rewards"], dtype=np.float64),
-            terminations=np.asarray(r["terminations"]),
-            truncations=np.asarray(r["truncations"]),
+        job, n = jobs[job_of[slot]], step[slot]
+        episodes[int(job_of[slot])] = Episode(
+            task=job.task,
+            behaviour=behaviours[job.behaviour].label,
+            seed=job.seed,
+            observations=observations[slot, : n + 1].copy(),
+            actions=actions[slot, :n].copy(),
+            rewards=rewards[slot, :n].copy(),
+            terminations=terminations[slot, :n].copy(),
+            truncations=truncations[slot, :n].copy(),
         )
         start(slot)
 
@@ -132,20 +135,17 @@ def collect(
             if not len(active):
                 continue
             t = step[active]
-            actions = behaviours[name].act(
-                obs_now[active], features[task_of[active]], noise_uniform[active, t],
+            actions[active, t] = behaviours[name].act(
+                observations[active, t], features[task_ids[job_of[active]]], noise_uniform[active, t],
                 noise_gaussian[active, t], noise_explore[active, t], low, high,
-            ).astype(space.dtype)
-            for slot, action in zip(active, actions):
-                next_obs, reward, terminated, truncated, _ = envs[slot].step(action)
-                r = records[slot]
-                r["obs"].append(next_obs)
-                r["actions"].append(action)
-                r["rewards"].append(reward)
-                r["terminations"].append(terminated)
-                r["truncations"].append(truncated)
-                obs_now[slot] = next_obs
-                step[slot] += 1
+            )
+            for slot, k in zip(active.tolist(), t.tolist()):
+                next_obs, reward, terminated, truncated, _ = envs[slot].step(actions[slot, k])
+                observations[slot, k + 1] = next_obs
+                rewards[slot, k] = reward
+                terminations[slot, k] = terminated
+                truncations[slot, k] = truncated
+                step[slot] = k + 1
                 n_steps += 1
                 if terminated or truncated:
                     finish(slot)
