@@ -108,14 +108,21 @@ def _dataset_ids(patterns: Sequence[str]) -> list[str]:
 
 def _datasets_list(args) -> int:
     from bitr_envs.datasets import all_recipes
-    from bitr_envs.datasets.loader import exists
+    from bitr_envs.datasets.loader import exists, read_metadata
 
-    rows = [
-        (r.dataset_id, r.env_id, r.episodes_per_task, "yes" if exists(r.dataset_id) else "-")
-        for r in all_recipes()
-        if (args.profile is None or r.profile == args.profile) and (args.env is None or r.env_id == args.env)
-    ]
-    print(format_table(["dataset id", "env", "episodes/task", "built"], rows))
+    rows = []
+    for r in all_recipes():
+        if (args.profile and r.profile != args.profile) or (args.env and r.env_id != args.env):
+            continue
+        row = [r.dataset_id, r.episodes_per_task]
+        if exists(r.dataset_id):
+            m = read_metadata(r.dataset_id)
+            row += [m["total_steps"], f"{m['dataset_size']:.1f}", f"{m['ref_min_score']:.1f}", f"{m['ref_max_score']:.1f}"]
+        else:
+            row += ["not built", "", "", ""]
+        rows.append(row)
+    header = ["dataset id", "episodes/task", "transitions", "MB", "random return", "expert return"]
+    print(format_table(header, rows))
     return 0
 
 

@@ -223,7 +223,9 @@ def test_cli_build_list_info(scratch_root, capsys):
     assert "already built" in capsys.readouterr().out
     assert bitr_main(["datasets", "list", "--profile", "tiny", "--env", "bitr/PointRobot-v0"]) == 0
     listing = capsys.readouterr().out
-    assert "bitr/point-robot/test-ood-tiny-v0" in listing and "yes" in listing
+    built = [line for line in listing.splitlines() if line.startswith("bitr/point-robot/test-")]
+    assert len(built) == 2 and all("not built" not in line for line in built)
+    assert "bitr/point-robot/train-iid-tiny-v0  8              not built" in listing
     assert bitr_main(["datasets", "info", "bitr/point-robot/test-ood-tiny-v0"]) == 0
     info = capsys.readouterr().out
     assert "detour" in info and "expert" not in info.split("label")[1]
