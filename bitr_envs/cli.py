@@ -155,12 +155,15 @@ def _datasets_info(args) -> int:
     for key in ("total_episodes", "total_steps", "dataset_size", "ref_min_score", "ref_max_score",
                 "minari_version", "bitr_recipe_sha256"):
         print(f"  {key}: {metadata.get(key)}")
-    rows = []
-    for label, name in enumerate(data.behaviour_names):
-        counts = sum(int((t.behaviours == label).sum()) for t in data.tasks)
-        if counts:
-            rows.append((label, name, counts))
-    print(format_table(["label", "behaviour", "transitions"], rows))
+    returns: dict[int, list[float]] = {}
+    for _, label, episode_return in data.episode_returns():
+        returns.setdefault(label, []).append(episode_return)
+    rows = [
+        (label, data.behaviour_names[label], sum(int((t.behaviours == label).sum()) for t in data.tasks),
+         len(r), f"{np.mean(r):.1f}", f"{np.std(r):.1f}")
+        for label, r in sorted(returns.items())
+    ]
+    print(format_table(["label", "behaviour", "transitions", "episodes", "mean return", "std"], rows))
     return 0
 
 

@@ -18,6 +18,7 @@ from bitr_envs.datasets.recipes import all_recipes, recipe
 POINT = "bitr/point-robot-sparse/train-iid-tiny-v0"
 POINT_OOD = "bitr/point-robot-sparse/train-ood-tiny-v0"
 REACH = "bitr/reach-sparse/test-iid-tiny-v0"
+CHEETAH = "bitr/cheetah-vel/test-iid-tiny-v0"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in (POINT, POINT_OOD, REACH):
+        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH):
             datasets.build(dataset_id)
         yield root
 
@@ -106,6 +107,18 @@ def test_meta_world_data_keeps_the_goal_hidden(root):
     expert = data.behaviour_names.index("expert")
     expert_rewards = np.concatenate([t.rewards[t.behaviours == expert] for t in data.tasks])
     assert expert_rewards.mean() > 0.3  # the scripted expert reaches the goal (sparse reward = success)
+
+
+def test_sac_behaviour_policies_are_ordered_by_quality(root):
+    # The committed snapshots of datasets/policies/cheetah-vel must keep their quality levels.
+    data = datasets.load(CHEETAH)
+    returns = {}
+    for task, label, episode_return in data.episode_returns():
+        returns.setdefault(data.behaviour_names[label], []).append(episode_return)
+    assert all(len(r) == 10 for r in returns.values())  # 10 test tasks x 1 episode each
+    mean = {name: np.mean(r) for name, r in returns.items()}
+    assert mean["random"] + 150 < mean["early"] < mean["medium"] - 20 < mean["expert"] - 30
+    assert all(len(t) == 4 * 200 for t in data.tasks) and not any(t.terminals.any() for t in data.tasks)
 
 
 def test_same_recipe_gives_identical_arrays(root, tmp_path, monkeypatch):

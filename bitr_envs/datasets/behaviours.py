@@ -58,11 +58,72 @@ class MetaWorldScripted:
         return np.stack([self._policy.get_action(o) for o in visible])
 
 
-def snapshot_policy(path: Path) -> BasePolicy:
-    from bitr_envs.behaviour import MLPPolicy
+# ----- task-conditioned SAC snapshots (datasets/train_sac.py), run in numpy ----------------
+LAYERS = ("fc1", "fc2", "fc_mean", "fc_logstd")
+ARRAYS = tuple(f"{layer}.{part}" for layer in LAYERS for part in ("weight", "bias")) + (
+    "action_scale",
+    "action_bias",
+    "obs_dim",
+)
 
-    policy = MLPPolicy.load(path)
-    return lambda obs, features: policy.act(obs, features)
+
+class MLPPolicy:
+    """The SAC actor: relu(fc1) -> relu(fc2) -> fc_mean -> tanh, times the action scale."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], source: str = "arrays"):
+        missing = set(ARRAYS) - set(arrays)
+        extra = set(arrays) - set(ARRAYS)
+        if missing or extra:
+            raise ValueError(
+                f"{source} is not a train_sac.py actor snapshot: missing arrays {sorted(missing)}, "
+                f"unexpected arrays {sorted(extra)} (expected {list(ARRAYS)})."
+            )
+        a = {k: np.asarray(v) for k, v in arrays.items()}
+        if a["fc1.weight"].ndim != 2 or a["action_scale"].ndim != 1:
+            raise ValueError(f"{source}: fc1.weight must be 2-D and action_scale 1-D.")
+        hidden, in_dim = a["fc1.weight"].shape
+        act_dim = a["action_scale"].shape[0]
+        expected = {
+            "fc1.bias": (hidden,), "fc2.weight": (hidden, hidden), "fc2.bias": (hidden,),
+            "fc_mean.weight": (act_dim, hidden), "fc_mean.bias": (act_dim,),
+            "fc_logstd.weight": (act_dim, hidden), "fc_logstd.bias": (act_dim,),
+            "action_bias": (act_dim,), "obs_dim": (),
+        }
+        wrong = {k: a[k].shape for k, shape in expected.items() if a[k].shape != shape}
+        if wrong:
+            raise ValueError(f"{source}: wrong array shapes {wrong}; expected {expected}.")
+        if not 0 < int(a["obs_dim"]) < in_dim:
+            raise ValueError(f"{source}: obs_dim {int(a['obs_dim'])} must be in 1..{in_dim - 1}.")
+        self.obs_dim = int(a.pop("obs_dim"))
+        self.task_dim = in_dim - self.obs_dim
+        self.act_dim = act_dim
+        self.params = {k: v.astype(np.float32) for k, v in a.items()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> MLPPolicy:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(dict(data), source=str(path))
+
+    def mean_action(self, obs, task_features) -> np.ndarray:
+        """tanh of the Gaussian mean, in [-1, 1] (before the action scale)."""
+        obs = np.asarray(obs, np.float32)
+        task = np.asarray(task_features, np.float32)
+        if obs.shape[-1:] != (self.obs_dim,) or task.shape[-1:] != (self.task_dim,):
+            raise ValueError(
+                f"expected obs [..., {self.obs_dim}] and task_features [..., {self.task_dim}], "
+                f"got {obs.shape} and {task.shape}"
+            )
+        task = np.broadcast_to(task, obs.shape[:-1] + (self.task_dim,))
+        p = self.params
+        h = np.concatenate([obs, task], -1)
+        h = np.maximum(h @ p["fc1.weight"].T + p["fc1.bias"], 0)
+        h = np.maximum(h @ p["fc2.weight"].T + p["fc2.bias"], 0)
+        return np.tanh(h @ p["fc_mean.weight"].T + p["fc_mean.bias"])
+
+    def act(self, obs, task_features) -> np.ndarray:
+        """The deterministic action in the env's action units (noise is the behaviour's job)."""
+        action = self.mean_action(obs, task_features)
+        return action * self.params["action_scale"] + self.params["action_bias"]
 
 
 def base_policy(name: str, recipes_dir: Path) -> Optional[BasePolicy]:
@@ -81,7 +142,7 @@ def base_policy(name: str, recipes_dir: Path) -> Optional[BasePolicy]:
     elif kind == "metaworld":
         return MetaWorldScripted(arg)
     elif kind == "snapshot":
-        return snapshot_policy(recipes_dir / arg)
+        return MLPPolicy.load(recipes_dir / arg).act
     raise ValueError(
         f"Unknown behaviour policy {name!r}: use 'random', 'point-robot:goal-seeker|detour|"
         "overshoot', 'metaworld:<env-name>' or 'snapshot:<path to .npz>'."

@@ -78,6 +78,15 @@ class OfflineData:
             return task.take(np.arange(start, start + size))
         return task.take(rng.integers(len(task), size=size))
 
+    def episode_returns(self) -> list[tuple[int, int, float]]:
+        """(task, behaviour label, return) of every episode in the dataset."""
+        result = []
+        for task_id, task in enumerate(self.tasks):
+            ends = np.flatnonzero(task.terminals | task.timeouts) + 1
+            for start, end in zip(np.r_[0, ends[:-1]], ends):
+                result.append((task_id, int(task.behaviours[start]), float(task.rewards[start:end].sum())))
+        return result
+
     def normalized_score(self, task_id: int, episode_return: float) -> float:
         """0 = the random policy, 100 = the family's expert behaviour, on this task."""
         low = self.reference_returns["random"][task_id]

@@ -1,0 +1,518 @@
+"""Task-conditioned SAC: the behaviour-policy trainer for the MuJoCo families (CleanRL style).
+
+One "oracle" policy for all 30 `train` tasks of an env id: the actor and the critics see the
+observation concatenated with `task_features(task)`. N envs run in a SyncVectorEnv, each drawing
+a new random train task at every episode start.
+
+    python datasets/train_sac.py --env bitr/CheetahVel-v0 --steps 500000 --out datasets/policies/cheetah-vel
+    python datasets/train_sac.py ... --resume        # continue from --out/checkpoint/ after a kill
+
+Writes into --out:
+- step_<N>.npz: the actor after N env steps (plain arrays, no pickle; load with
+  `bitr_envs.datasets.behaviours.MLPPolicy.load`), at the fractions `snapshot_fractions` of --steps.
+- progress.csv: one row per snapshot (columns explained in `PROGRESS_COLUMNS`).
+- checkpoint/state.pt: the full training state (git-ignored), every `checkpoint_every_s` seconds,
+  at the end, and on SIGTERM/SIGINT. A resumed run keeps the replay buffer, networks, optimisers,
+  RNGs and counters, and starts fresh episodes (the episodes in progress at the kill are cut).
+
+Speed on one core (the machine of issue #behaviour-policies, batch 256, 256x256 nets): ~120
+plain SAC updates/s; fused Adam +5%, both critics as one batched ensemble +4%, torch.compile
+within noise (not used), the actor/alpha updated every 2nd critic update (TD3-style delay) +30%:
+~150 critic updates/s. The simulator is ~150x cheaper than an update, so a fixed budget of
+updates is best spent on fresh data: update-to-data ratio 1.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core for training: set before numpy/torch load
+
+import argparse
+import csv
+import dataclasses
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import bitr_envs  # noqa: F401  (registers the bitr/ ids)
+from bitr_envs.registry import entry
+
+
+@dataclass
+class Args:
+    env: str = "bitr/CheetahVel-v0"
+    """the bitr env id (all 30 of its `train` tasks are trained at once)"""
+    steps: int = 500_000
+    """total env steps, summed over the vector envs"""
+    out: str = "datasets/policies/cheetah-vel"
+    """output directory: snapshots, progress.csv, checkpoint/"""
+    resume: bool = False
+    """continue from --out/checkpoint/state.pt (starts fresh if there is none)"""
+    seed: int = 1
+    num_envs: int = 10
+    """parallel envs (SyncVectorEnv, one process)"""
+    buffer_size: int = 1_000_000
+    """replay capacity (capped at --steps)"""
+    gamma: float = 0.99
+    tau: float = 0.005
+    batch_size: int = 256
+    learning_starts: int = 10_000
+    """env steps of uniform random actions before the first update"""
+    updates_per_step: float = 1.0
+    """critic updates per env step (update-to-data ratio)"""
+    policy_frequency: int = 2
+    """actor and alpha are updated once every `policy_frequency` critic updates"""
+    policy_lr: float = 3e-4
+    q_lr: float = 1e-3
+    hidden: int = 256
+    """width of the two hidden layers of every MLP"""
+    target_entropy_scale: float = 1.0
+    """target entropy = -scale * action_dim (in the [-1, 1] action space)"""
+    snapshot_fractions: tuple[float, ...] = (
+        0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
+    )
+    """fractions of --steps at which the actor is evaluated on the test split and saved"""
+    eval_seed: int = 10_000
+    """test task i is evaluated from reset(seed=eval_seed + i): every snapshot sees the same starts"""
+    checkpoint_every_s: float = 300.0
+    log_every_s: float = 60.0
+
+
+# Fields that may differ between a run and its --resume (everything else must match).
+RESUMABLE_CHANGES = {"steps", "resume", "checkpoint_every_s", "log_every_s"}
+
+PROGRESS_COLUMNS = {
+    "step": "env steps so far (summed over the vector envs); the snapshot is step_<step>.npz",
+    "wall_seconds": "training wall-clock seconds so far (summed over resumed runs)",
+    "updates": "critic updates so far",
+    "train_return_mean": "mean return of the training episodes (stochastic actor, random train "
+    "tasks) finished since the previous row; empty if none",
+    "test_return_mean": "deterministic actor (tanh of the mean), 1 episode on each of the 10 "
+    "test tasks, mean of the returns",
+    "test_return_min": "min over the test tasks",
+    "test_return_max": "max over the test tasks",
+    "test_returns": "the 10 returns, test tasks 0..9, separated by spaces",
+    "snapshot": "file name of the actor saved at this step",
+}
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+# ----- networks ---------------------------------------------------------------------------------
+class Actor(nn.Module):
+    """Tanh-Gaussian policy on [obs, task features]; actions in [-1, 1] (env action = a * scale + bias).
+
+    The state dict (fc1, fc2, fc_mean, fc_logstd, action_scale, action_bias) is what a snapshot
+    stores, array for array; `bitr_envs.datasets.behaviours.MLPPolicy` runs it with numpy.
+    """
+
+    def __init__(self, in_dim: int, act_dim: int, hidden: int, action_scale, action_bias):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc_mean = nn.Linear(hidden, act_dim)
+        self.fc_logstd = nn.Linear(hidden, act_dim)
+        self.register_buffer("action_scale", torch.as_tensor(action_scale, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor(action_bias, dtype=torch.float32))
+
+    def forward(self, x):
+        h = F.relu(self.fc2(F.relu(self.fc1(x))))
+        log_std = torch.tanh(self.fc_logstd(h))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+        return self.fc_mean(h), log_std
+
+    def sample(self, x):
+        """A reparameterised action in [-1, 1] and its log-probability."""
+        mean, log_std = self(x)
+        std = log_std.exp()
+        u = mean + std * torch.randn_like(mean)
+        action = torch.tanh(u)
+        # log N(u; mean, std) - log(1 - tanh(u)^2), the latter written stably.
+        log_prob = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+        log_prob = log_prob - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return action, log_prob
+
+    def deterministic(self, x):
+        return torch.tanh(self(x)[0])
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent linear layers applied in one batched matmul: input (n, B, i) -> (n, B, o)."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_dim)  # nn.Linear's default init
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class TwinQ(nn.Module):
+    """The two critics Q1, Q2 as one ensemble: returns (2, B)."""
+
+    def __init__(self, in_dim: int, act_dim: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            EnsembleLinear(2, in_dim + act_dim, hidden), nn.ReLU(),
+            EnsembleLinear(2, hidden, hidden), nn.ReLU(),
+            EnsembleLinear(2, hidden, 1),
+        )
+
+    def forward(self, x, action):
+        return self.net(torch.cat([x, action], -1).expand(2, -1, -1)).squeeze(-1)
+
+
+def actor_arrays(actor: Actor, obs_dim: int) -> dict[str, np.ndarray]:
+    """The actor as plain arrays (a snapshot): its state dict in float32, plus obs_dim."""
+    arrays = {k: v.detach().numpy().astype(np.float32) for k, v in actor.state_dict().items()}
+    arrays["obs_dim"] = np.array(obs_dim, dtype=np.int64)
+    return arrays
+
+
+# ----- replay buffer ----------------------------------------------------------------------------
+class ReplayBuffer:
+    """Transitions as numpy arrays; the task is stored as its train-task index."""
+
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminations", "task_ids")
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.obs = np.zeros((capacity, obs_dim), np.float32)
+        self.actions = np.zeros((capacity, act_dim), np.float32)
+        self.rewards = np.zeros(capacity, np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
+        self.terminations = np.zeros(capacity, np.float32)
+        self.task_ids = np.zeros(capacity, np.int64)
+
+    def add(self, **batch):
+        n = len(batch["rewards"])
+        idx = (self.pos + np.arange(n)) % self.capacity
+        for name in self.FIELDS:
+            getattr(self, name)[idx] = batch[name]
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, rng: np.random.Generator, batch_size: int, features: np.ndarray):
+        i = rng.integers(0, self.size, batch_size)
+        task = features[self.task_ids[i]]
+        x = np.concatenate([self.obs[i], task], 1)
+        next_x = np.concatenate([self.next_obs[i], task], 1)
+        return tuple(
+            torch.from_numpy(a)
+            for a in (x, self.actions[i], self.rewards[i], next_x, self.terminations[i])
+        )
+
+    def state(self) -> dict:
+        arrays = {n: torch.from_numpy(getattr(self, n)[: self.size].copy()) for n in self.FIELDS}
+        return {"size": self.size, "pos": self.pos, "arrays": arrays}
+
+    def load_state(self, state: dict):
+        if state["size"] > self.capacity:
+            raise ValueError(f"checkpoint buffer holds {state['size']} > capacity {self.capacity}")
+        self.size = state["size"]
+        # a full buffer resumed with a larger capacity (longer --steps) fills the new slots first
+        self.pos = state["pos"] if self.size == self.capacity else self.size % self.capacity
+        for name in self.FIELDS:
+            getattr(self, name)[: self.size] = state["arrays"][name].numpy()
+
+
+# ----- envs -------------------------------------------------------------------------------------
+class RandomTaskEachEpisode(gym.Wrapper):
+    """Every reset (including the vector env's autoresets) draws a random task of the split."""
+
+    def reset(self, *, seed=None, options=None):
+        return self.env.reset(seed=seed, options={"task": "random", **(options or {})})
+
+
+def make_train_envs(args: Args) -> gym.vector.SyncVectorEnv:
+    fns = [
+        lambda: RandomTaskEachEpisode(gym.make(args.env, split="train"))
+        for _ in range(args.num_envs)
+    ]
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def evaluate(actor: Actor, envs: list, features: np.ndarray, seed: int) -> np.ndarray:
+    """Deterministic actor, one episode on each test task (env i runs task i), in lockstep."""
+    obs = np.stack([env.reset(seed=seed + i, options={"task": i})[0] for i, env in enumerate(envs)])
+    returns = np.zeros(len(envs))
+    running = np.ones(len(envs), bool)
+    scale, bias = actor.action_scale.numpy(), actor.action_bias.numpy()
+    while running.any():
+        with torch.no_grad():
+            x = torch.from_numpy(np.concatenate([obs, features], 1).astype(np.float32))
+            actions = actor.deterministic(x).numpy() * scale + bias
+        for i in np.flatnonzero(running):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[i])
+            returns[i] += reward
+            running[i] = not (terminated or truncated)
+    return returns
+
+
+# ----- checkpoints ------------------------------------------------------------------------------
+def atomic_save(obj, path: Path, save_fn):
+    """save_fn(file, obj) into path.tmp, then rename: a kill never leaves a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        save_fn(f, obj)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def parse_args(argv=None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for field in dataclasses.fields(Args):
+        flags = sorted({f"--{field.name.replace('_', '-')}", f"--{field.name}"}, key=len)
+        if field.type == "bool":
+            parser.add_argument(*flags, action="store_true", dest=field.name)
+        elif field.type.startswith("tuple"):
+            parser.add_argument(*flags, type=float, nargs="+", default=field.default, dest=field.name)
+        else:
+            kind = {"int": int, "float": float, "str": str}[field.type]
+            parser.add_argument(*flags, type=kind, default=field.default, dest=field.name)
+    args = Args(**vars(parser.parse_args(argv)))
+    args.snapshot_fractions = tuple(sorted(args.snapshot_fractions))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    ckpt_path = out / "checkpoint" / "state.pt"
+    progress_path = out / "progress.csv"
+    if ckpt_path.exists() and not args.resume:
+        sys.exit(f"{ckpt_path} exists: pass --resume to continue that run, or delete {out} first.")
+    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+
+    # ----- setup
+    env_class = entry(args.env).env_class
+    train_features = np.stack(
+        [env_class.task_features(p) for p in env_class.split_tasks("train")]
+    ).astype(np.float32)
+    test_features = np.stack(
+        [env_class.task_features(p) for p in env_class.split_tasks("test")]
+    ).astype(np.float32)
+    envs = make_train_envs(args)
+    eval_envs = [gym.make(args.env, split="test") for _ in range(len(test_features))]
+    space = envs.single_action_space
+    obs_dim, act_dim = envs.single_observation_space.shape[0], space.shape[0]
+    action_scale = ((space.high - space.low) / 2).astype(np.float32)
+    action_bias = ((space.high + space.low) / 2).astype(np.float32)
+    in_dim = obs_dim + train_features.shape[1]
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    actor = Actor(in_dim, act_dim, args.hidden, action_scale, action_bias)
+    qf = TwinQ(in_dim, act_dim, args.hidden)
+    qf_target = TwinQ(in_dim, act_dim, args.hidden)
+    qf_target.load_state_dict(qf.state_dict())
+    qf_target.requires_grad_(False)
+    q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+    target_entropy = -args.target_entropy_scale * act_dim
+    log_alpha = torch.zeros(1, requires_grad=True)
+    alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr)
+    rb = ReplayBuffer(min(args.buffer_size, args.steps), obs_dim, act_dim)
+    global_step, updates, updates_due, wall_before = 0, 0, 0.0, 0.0
+
+    if args.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        changed = {
+            k: (ckpt["args"][k], v)
+            for k, v in dataclasses.asdict(args).items()
+            if k not in RESUMABLE_CHANGES and ckpt["args"].get(k) != (list(v) if isinstance(v, tuple) else v)
+        }
+        if changed:
+            sys.exit(f"--resume with different settings (checkpoint, now): {changed}")
+        actor.load_state_dict(ckpt["actor"])
+        qf.load_state_dict(ckpt["qf"])
+        qf_target.load_state_dict(ckpt["qf_target"])
+        with torch.no_grad():
+            log_alpha.copy_(ckpt["log_alpha"])
+        q_optimizer.load_state_dict(ckpt["q_optimizer"])
+        actor_optimizer.load_state_dict(ckpt["actor_optimizer"])
+        alpha_optimizer.load_state_dict(ckpt["alpha_optimizer"])
+        rb.load_state(ckpt["buffer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
+        global_step, updates = ckpt["global_step"], ckpt["updates"]
+        updates_due, wall_before = ckpt["updates_due"], ckpt["wall_seconds"]
+        # Drop progress rows written after the checkpoint: they will be redone.
+        if progress_path.exists():
+            with open(progress_path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= global_step]
+            with open(progress_path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(PROGRESS_COLUMNS))
+                writer.writeheader()
+                writer.writerows(rows)
+        print(f"resumed from {ckpt_path} at step {global_step} ({updates} updates)", flush=True)
+    else:
+        if args.resume:
+            print(f"--resume: no checkpoint at {ckpt_path}, starting a new run", flush=True)
+        with open(progress_path, "w", newline="") as f:
+            csv.DictWriter(f, fieldnames=list(PROGRESS_COLUMNS)).writeheader()
+    print(f"args: {dataclasses.asdict(args)}", flush=True)
+
+    t_start = time.time()
+
+    def wall_seconds():
+        return wall_before + time.time() - t_start
+
+    def save_checkpoint():
+        state = {
+            "args": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(args).items()},
+            "global_step": global_step,
+            "updates": updates,
+            "updates_due": updates_due,
+            "wall_seconds": wall_seconds(),
+            "actor": actor.state_dict(),
+            "qf": qf.state_dict(),
+            "qf_target": qf_target.state_dict(),
+            "log_alpha": log_alpha.detach().clone(),
+            "q_optimizer": q_optimizer.state_dict(),
+            "actor_optimizer": actor_optimizer.state_dict(),
+            "alpha_optimizer": alpha_optimizer.state_dict(),
+            "buffer": rb.state(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": json.dumps(rng.bit_generator.state),
+        }
+        atomic_save(state, ckpt_path, lambda f, obj: torch.save(obj, f))
+
+    stop = []  # SIGTERM / SIGINT: write a checkpoint and exit
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
+
+    # ----- one SAC update
+    def update(update_actor: bool):
+        x, actions, rewards, next_x, terminations = rb.sample(rng, args.batch_size, train_features)
+        alpha = log_alpha.exp().detach()
+        with torch.no_grad():
+            next_actions, next_log_prob = actor.sample(next_x)
+            next_q = qf_target(next_x, next_actions).min(0).values - alpha * next_log_prob
+            target = rewards + args.gamma * (1 - terminations) * next_q
+        qf_loss = ((qf(x, actions) - target) ** 2).mean(1).sum()  # MSE of Q1 + MSE of Q2
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+        losses = {"qf_loss": qf_loss.item()}
+
+        if update_actor:
+            qf.requires_grad_(False)  # no critic weight gradients in the actor's backward pass
+            pi, log_prob = actor.sample(x)
+            actor_loss = (alpha * log_prob - qf(x, pi).min(0).values).mean()
+            actor_optimizer.zero_grad()
+            actor_loss.backward()
+            actor_optimizer.step()
+            qf.requires_grad_(True)
+            alpha_loss = (-log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
+            alpha_optimizer.zero_grad()
+            alpha_loss.backward()
+            alpha_optimizer.step()
+            losses.update(actor_loss=actor_loss.item(), entropy=-log_prob.mean().item())
+
+        with torch.no_grad():
+            torch._foreach_lerp_(list(qf_target.parameters()), list(qf.parameters()), args.tau)
+        return losses
+
+    # ----- the loop
+    snapshot_steps = [round(f * args.steps) for f in args.snapshot_fractions]
+    snapshot_steps = [s for s in snapshot_steps if s > global_step]  # done before a resume
+    obs, infos = envs.reset(seed=args.seed + global_step)  # a resumed run starts new episodes
+    task_ids = infos["task_id"].copy()
+    episode_returns = np.zeros(args.num_envs)
+    finished_returns, recent_returns = [], []
+    last_log, last_ckpt = time.time(), time.time()
+    log_updates, losses = updates, {}
+
+    while global_step < args.steps and not stop:
+        x = np.concatenate([obs, train_features[task_ids]], 1).astype(np.float32)
+        if global_step < args.learning_starts:
+            actions = rng.uniform(-1, 1, (args.num_envs, act_dim)).astype(np.float32)
+        else:
+            with torch.no_grad():
+                actions = actor.sample(torch.from_numpy(x))[0].numpy()
+        next_obs, rewards, terminations, truncations, infos = envs.step(
+            actions * action_scale + action_bias
+        )
+        real_next_obs = next_obs.copy()
+        for i in np.flatnonzero(terminations | truncations):
+            real_next_obs[i] = infos["final_obs"][i]
+        rb.add(obs=obs, actions=actions, rewards=rewards, next_obs=real_next_obs,
+               terminations=terminations, task_ids=task_ids)
+        episode_returns += rewards
+        for i in np.flatnonzero(terminations | truncations):
+            finished_returns.append(episode_returns[i])
+            recent_returns = (recent_returns + [episode_returns[i]])[-50:]
+            episode_returns[i] = 0.0
+        obs, task_ids = next_obs, infos["task_id"].copy()
+        global_step += args.num_envs
+
+        if global_step >= args.learning_starts:
+            updates_due += args.updates_per_step * args.num_envs
+            while updates_due >= 1:
+                losses = update(updates % args.policy_frequency == 0)
+                updates += 1
+                updates_due -= 1
+
+        if snapshot_steps and global_step >= snapshot_steps[0]:
+            while snapshot_steps and global_step >= snapshot_steps[0]:
+                snapshot_steps.pop(0)
+            name = f"step_{global_step}.npz"
+            atomic_save(actor_arrays(actor, obs_dim), out / name, lambda f, a: np.savez(f, **a))
+            test_returns = evaluate(actor, eval_envs, test_features, args.eval_seed)
+            row = {
+                "step": global_step,
+                "wall_seconds": round(wall_seconds(), 1),
+                "updates": updates,
+                "train_return_mean": round(float(np.mean(finished_returns)), 2) if finished_returns else "",
+                "test_return_mean": round(float(test_returns.mean()), 2),
+                "test_return_min": round(float(test_returns.min()), 2),
+                "test_return_max": round(float(test_returns.max()), 2),
+                "test_returns": " ".join(f"{r:.2f}" for r in test_returns),
+                "snapshot": name,
+            }
+            finished_returns = []
+            with open(progress_path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=list(PROGRESS_COLUMNS)).writerow(row)
+            print(f"snapshot {name}: test return {row['test_return_mean']} "
+                  f"[{row['test_return_min']}, {row['test_return_max']}]", flush=True)
+
+        now = time.time()
+        if now - last_log >= args.log_every_s:
+            ups = (updates - log_updates) / (now - last_log)
+            train_ret = f"{np.mean(recent_returns):.1f}" if recent_returns else "-"
+            loss_text = " ".join(f"{k} {v:.3g}" for k, v in losses.items())
+            print(f"step {global_step} | {wall_seconds():.0f}s | {ups:.1f} updates/s | "
+                  f"train return (last 50 eps) {train_ret} | alpha {log_alpha.exp().item():.3g} | "
+                  f"{loss_text}", flush=True)
+            last_log, log_updates = now, updates
+        if now - last_ckpt >= args.checkpoint_every_s:
+            save_checkpoint()
+            last_ckpt = time.time()
+
+    save_checkpoint()
+    envs.close()
+    if stop:
+        print(f"signal {stop[0]}: checkpoint written at step {global_step}; rerun with --resume",
+              flush=True)
+        sys.exit(128 + stop[0])
+    print(f"done: {global_step} steps, {updates} updates, {wall_seconds():.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
