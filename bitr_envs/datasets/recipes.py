@@ -132,6 +132,14 @@ def _cards(directory: Path) -> dict[str, tuple[dict, Path]]:
     return cards
 
 
+def card(env_id: str) -> dict[str, Any]:
+    """The recipe card of an env id (its behaviours, pools and profiles)."""
+    cards = _cards(recipes_dir())
+    if env_id not in cards:
+        raise ValueError(f"No recipe card in {recipes_dir()} covers {env_id!r}.")
+    return cards[env_id][0]
+
+
 def all_recipes() -> list[Recipe]:
     """Every dataset the cards define, in a stable order."""
     recipes = []

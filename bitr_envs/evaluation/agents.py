@@ -1,0 +1,135 @@
+"""The agent API, how submissions are loaded, and the two built-in anchor agents.
+
+An agent is any object with these four methods (a complete example is `RandomAgent`):
+
+    class MyAgent:
+        def reset(self) -> None:                       # a new task begins: forget its context
+        def set_context(self, transitions) -> None:    # offline context: dict of arrays
+        def act(self, obs) -> action:                  # one action for one observation
+        def observe(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+                                                       # online: every transition it lives
+
+`transitions` has the keys observations, actions, rewards, next_observations, terminals,
+timeouts (arrays with one row per transition); it never says which task or which behaviour
+policy produced them.
+
+A submission names a factory, `package.module:make` or `path/to/file.py:make`, called as
+
+    make(env_id=..., observation_space=..., action_space=..., checkpoint=..., **agent_args)
+
+once per evaluation unit. `bitr evaluate --agent random` and `--agent oracle` name the built-ins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import numpy as np
+
+BUILT_IN = {
+    "random": "bitr_envs.evaluation.agents:RandomAgent",
+    "oracle": "bitr_envs.evaluation.agents:OracleAgent",
+}
+
+
+class Agent(Protocol):
+    def reset(self) -> None: ...
+
+    def set_context(self, transitions: dict[str, np.ndarray]) -> None: ...
+
+    def act(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated) -> None: ...
+
+
+def load_factory(spec: str):
+    """The callable a submission names: 'random', 'oracle', 'pkg.mod:make' or 'file.py:make'."""
+    spec = BUILT_IN.get(spec, spec)
+    module_name, sep, attribute = spec.rpartition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(
+            f"Agent {spec!r}: name a factory as 'package.module:make' or 'path/to/file.py:make' "
+            f"(or one of the built-ins {list(BUILT_IN)})."
+        )
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise ValueError(f"Agent {spec!r}: no file {path}.")
+        module_spec = importlib.util.spec_from_file_location(f"bitr_submission_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_spec.name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"Agent {spec!r}: cannot import {module_name!r} ({err}).") from err
+    if not hasattr(module, attribute):
+        raise ValueError(f"Agent {spec!r}: {module_name} has no {attribute!r}.")
+    return getattr(module, attribute)
+
+
+class RandomAgent:
+    """Uniform random actions: the 0 of the normalised score."""
+
+    def __init__(self, env_id: str, observation_space, action_space, checkpoint: Optional[str] = None, seed: int = 0):
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def reset(self) -> None:
+        pass
+
+    def set_context(self, transitions) -> None:
+        pass
+
+    def act(self, obs):
+        return self.action_space.sample()
+
+    def observe(self, *transition) -> None:
+        pass
+
+
+class OracleAgent:
+    """The family's expert behaviour policy, without its exploration noise, told the task.
+
+    It is privileged: the evaluator hands it the task's features (`set_task`), which no other
+    agent gets. It anchors the 100 of the normalised score and is never ranked.
+    """
+
+    privileged = True
+
+    def __init__(self, env_id: str, observation_space, action_space, checkpoint: Optional[str] = None):
+        from bitr_envs.datasets.behaviours import base_policy
+        from bitr_envs.datasets.recipes import card, recipes_dir
+
+        family = card(env_id)
+        expert = family["behaviours"][family["expert"]]
+        self._policy = base_policy(expert["policy"], recipes_dir())
+        self._low, self._high = action_space.low, action_space.high
+        self._features: Optional[np.ndarray] = None
+
+    def set_task(self, features: np.ndarray) -> None:
+        self._features = np.asarray(features)
+
+    def reset(self) -> None:
+        self._features = None
+
+    def set_context(self, transitions) -> None:
+        pass
+
+    def act(self, obs):
+        action = self._policy(np.asarray(obs)[None], self._features[None])[0]
+        return np.clip(action, self._low, self._high).astype(self._low.dtype)
+
+    def observe(self, *transition) -> None:
+        pass
+
+
+def make_agent(spec: str, env_id: str, observation_space, action_space, checkpoint=None, agent_args: Optional[dict[str, Any]] = None):
+    factory = load_factory(spec)
+    return factory(env_id=env_id, observation_space=observation_space, action_space=action_space,
+                   checkpoint=checkpoint, **(agent_args or {}))

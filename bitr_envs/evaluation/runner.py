@@ -1,0 +1,259 @@
+"""Running a suite: one supervised worker process per unit, results written as units finish.
+
+    result = evaluate(suite("lite"), {"name": "my-agent", "agent": "my_pkg.agent:make"}, "runs/my-agent.json")
+
+- A unit whose agent raises, returns a bad action, takes longer than the suite's time limit for
+  one episode, or kills its process is recorded as failed with the reason; the run goes on.
+- After every unit the result file is rewritten atomically; running the same command again
+  skips the units already in it, so a killed evaluation loses at most the units in flight.
+- Units run on a local pool of worker processes (`jobs`), or on a Ray cluster
+  (`executor="ray"`, extra `ray`); every unit draws its randomness from its own seeds, so the
+  results are the same either way.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import multiprocessing
+import os
+import platform
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from bitr_envs.evaluation.results import SCHEMA_VERSION, load_result, write_json_atomic
+from bitr_envs.evaluation.stats import summarize
+from bitr_envs.evaluation.suites import PROTOCOLS, Suite, Unit
+from bitr_envs.evaluation.worker import worker_main
+
+STARTUP_LIMIT_S = 300.0  # importing the agent and loading its context data
+
+Progress = Optional[Callable[[int], None]]  # called with 1 for every finished episode
+
+
+def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, progress: Progress = None) -> dict:
+    """Play one unit in a fresh worker process and return its result record."""
+    started = time.monotonic()
+    context = multiprocessing.get_context("spawn")  # no state inherited from the evaluator
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=worker_main, args=(sender, unit, tuple(seeds), submission), daemon=True)
+    process.start()
+    sender.close()
+    episodes, failure = [], None
+    limit = STARTUP_LIMIT_S
+    try:
+        while True:
+            if not receiver.poll(limit):
+                failure = f"agent hung: nothing finished within {limit:.0f} s (the limit for one episode)"
+                break
+            try:
+                kind, payload = receiver.recv()
+            except EOFError:
+                process.join(5)
+                failure = f"agent process died (exit code {process.exitcode})"
+                break
+            if kind == "episode":
+                episodes.append(payload)
+                if progress is not None:
+                    progress(1)
+            elif kind == "ready":
+                limit = episode_time_limit_s
+            elif kind == "failed":
+                failure = payload
+                break
+            elif kind == "done":
+                break
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        receiver.close()
+    record = unit_record(unit, seeds, episodes, failure)
+    record["wall_seconds"] = round(time.monotonic() - started, 3)
+    return record
+
+
+def unit_record(unit: Unit, seeds, episodes: list[dict], failure: Optional[str]) -> dict:
+    """The unit's result: raw episodes, normalised scores per (task, seed), summaries."""
+    from bitr_envs.datasets import load
+    from bitr_envs.datasets.loader import read_metadata
+
+    dataset_ids = [d for d in (unit.context_dataset, unit.reference_dataset) if d]
+    record = {
+        "unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split, "protocol": unit.protocol,
+        "status": "failed" if failure else "ok", "failure": failure,
+        "datasets": [{"id": d, "sha256": read_metadata(d)["bitr_data_sha256"]} for d in dict.fromkeys(dataset_ids)],
+        "episodes": episodes, "scores": [], "summary": None, "first_episode": None, "success_rate": None,
+    }
+    if failure:
+        return record
+    references = load(unit.reference_dataset).reference_returns
+    n_tasks = len(references["random"])
+
+    def normalised(task, value):
+        low, high = references["random"][task], references["expert"][task]
+        return 100.0 * (value - low) / (high - low)
+
+    def per_task_seed(select) -> np.ndarray:
+        return np.array([
+            [np.mean([normalised(t, e["return"]) for e in episodes if e["task"] == t and e["seed"] == s and select(e)])
+             for s in seeds]
+            for t in range(n_tasks)
+        ])
+
+    scores = per_task_seed(lambda e: e["phase"] == "score")
+    record["scores"] = scores.tolist()
+    record["summary"] = summarize(scores)
+    if unit.protocol == "online":
+        record["first_episode"] = summarize(per_task_seed(lambda e: e["episode"] == 0))
+    successes = [e["success"] for e in episodes if e["phase"] == "score" and e["success"] is not None]
+    record["success_rate"] = float(np.mean(successes)) if successes else None
+    return record
+
+
+def aggregates(units: list[dict]) -> dict:
+    """Per protocol, every (env, task, seed) score of the suite together; and per env the drop
+    from offline-iid to offline-ood context (positive = the agent suffers under context shift)."""
+    result = {"protocols": {}, "ood_drop": {}}
+    for protocol in PROTOCOLS:
+        done = [u for u in units if u["protocol"] == protocol]
+        if done and all(u["status"] == "ok" for u in done):
+            result["protocols"][protocol] = summarize(np.concatenate([np.array(u["scores"]) for u in done]))
+        else:
+            result["protocols"][protocol] = None  # a failed or missing unit: no aggregate
+    by_key = {(u["env_id"], u["split"], u["protocol"]): u for u in units}
+    for (env_id, split, protocol), unit in by_key.items():
+        if protocol != "offline-iid":
+            continue
+        ood = by_key.get((env_id, split, "offline-ood"))
+        key = f"{env_id}/{split}"
+        if unit["status"] == "ok" and ood is not None and ood["status"] == "ok":
+            result["ood_drop"][key] = unit["summary"]["mean"] - ood["summary"]["mean"]
+        else:
+            result["ood_drop"][key] = None
+    return result
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "schema": str(SCHEMA_VERSION)}
+    for package in ("bitr-bench", "gymnasium", "mujoco", "metaworld", "minari", "numpy", "torch"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _hardware() -> dict:
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count() or 1, "system": platform.system()}
+
+
+def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_done, progress):
+    if executor == "local":
+        lock = threading.Lock()
+
+        def safe_progress(n):
+            with lock:
+                progress(n) if progress else None
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(run_unit, u, suite.seeds, submission, suite.episode_time_limit_s, safe_progress)
+                       for u in units]
+            for future in futures:
+                record = future.result()
+                with lock:
+                    on_done(record)
+    elif executor == "ray":
+        try:
+            import ray
+        except ImportError as err:
+            raise ValueError("--executor ray needs Ray: pip install 'bitr-bench[ray]'") from err
+        if not ray.is_initialized():
+            ray.init(num_cpus=jobs if jobs > 0 else None, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(run_unit)
+        pending = {remote.remote(u, suite.seeds, submission, suite.episode_time_limit_s): u for u in units}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            record = ray.get(ready[0])
+            del pending[ready[0]]
+            if progress:
+                progress(len(record["episodes"]))
+            on_done(record)
+    else:
+        raise ValueError(f"Unknown executor {executor!r}: use 'local' or 'ray'.")
+
+
+def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, executor: str = "local",
+             progress: Progress = None) -> dict:
+    """Run (or resume) `suite` for `submission` and write the result file `out`."""
+    from bitr_envs.evaluation.agents import load_factory
+
+    submission = {"checkpoint": None, "agent_args": {}, **submission}
+    submission["privileged"] = bool(getattr(load_factory(submission["agent"]), "privileged", False))
+    out = Path(out)
+    started_clock = time.monotonic()
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "submission": submission,
+        "suite": {"name": suite.name, "fingerprint": suite.fingerprint(), "seeds": list(suite.seeds),
+                  "units": [u.unit_id for u in suite.units]},
+        "versions": _versions(), "hardware": _hardware(),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": 0.0, "units": [], "aggregates": {},
+    }
+    previous_seconds = 0.0
+    if out.exists():
+        previous = load_result(out)
+        same = (previous["submission"] == submission and previous["suite"]["fingerprint"] == suite.fingerprint())
+        if not same:
+            raise ValueError(f"{out} holds a run of another submission or suite: choose another --out.")
+        result["units"] = [u for u in previous["units"] if u["status"] == "ok"]
+        result["started"] = previous["started"]
+        previous_seconds = previous["wall_seconds"]
+    done_ids = {u["unit_id"] for u in result["units"]}
+    todo = [u for u in suite.units if u.unit_id not in done_ids]
+
+    def on_done(record):
+        result["units"].append(record)
+        order = {u.unit_id: i for i, u in enumerate(suite.units)}
+        result["units"].sort(key=lambda r: order[r["unit_id"]])
+        result["aggregates"] = aggregates(result["units"])
+        result["wall_seconds"] = round(previous_seconds + time.monotonic() - started_clock, 3)
+        write_json_atomic(out, result)
+
+    _check_datasets(dict.fromkeys(d for u in todo for d in (u.context_dataset, u.reference_dataset) if d))
+    _run_units(todo, suite, submission, jobs, executor, on_done, progress)
+    result["aggregates"] = aggregates(result["units"])
+    write_json_atomic(out, result)
+    return result
+
+
+def _check_datasets(dataset_ids) -> None:
+    from bitr_envs.datasets.loader import exists
+
+    missing = [d for d in dataset_ids if not exists(d)]
+    if missing:
+        raise ValueError(
+            "The suite needs datasets that are not built: "
+            + " ".join(missing)
+            + ". Build them with `bitr datasets build " + " ".join(missing) + "`."
+        )
+
+
+def planned_episodes(suite: Suite) -> int:
+    """How many episodes the suite plays, for progress bars."""
+    from bitr_envs.registry import entry
+
+    n = 0
+    for unit in suite.units:
+        n_tasks = len(entry(unit.env_id).env_class.split_tasks(unit.split))
+        per = unit.episodes + (unit.explore_episodes if unit.protocol == "online" else 0)
+        n += n_tasks * len(suite.seeds) * per
+    return n
+
