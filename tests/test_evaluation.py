@@ -1,0 +1,184 @@
+"""The evaluator: protocols, anchors, statistics, isolation from bad agents, resume, executors."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitr_envs import datasets
+from bitr_envs.cli import main as bitr_main
+from bitr_envs.evaluation import ResultError, evaluate, load_result, suite, validate
+from bitr_envs.evaluation.agents import load_factory
+from bitr_envs.evaluation.runner import planned_episodes
+
+TESTS = Path(__file__).parent
+FAULTY = f"{TESTS / 'faulty_agents.py'}:make"
+TINY = suite("tiny")
+# The tiny suite with a short per-episode limit, so that the hang test is quick.
+TINY_FAST_LIMIT = dataclasses.replace(TINY, episode_time_limit_s=5.0)
+
+
+@pytest.fixture(scope="module")
+def minari_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        for dataset_id in TINY.datasets:
+            datasets.build(dataset_id)
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def root(minari_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+    return minari_root
+
+
+def run(agent, out, chosen=TINY, **submission):
+    return evaluate(chosen, {"name": agent, "agent": agent, **submission}, out, jobs=3)
+
+
+def without_timing(result):
+    units = [{k: v for k, v in u.items() if k != "wall_seconds"} for u in result["units"]]
+    return units, result["aggregates"]
+
+
+def test_anchor_agents_give_valid_results_near_0_and_100(tmp_path):
+    random_result = run("random", tmp_path / "random.json")
+    oracle_result = run("oracle", tmp_path / "oracle.json")
+    for result in (random_result, oracle_result):
+        validate(result)
+        assert load_result(tmp_path / f"{result['submission']['name']}.json") == result
+        assert [u["status"] for u in result["units"]] == ["ok"] * 3
+        assert [u["unit_id"] for u in result["units"]] == result["suite"]["units"]
+    for protocol, summary in random_result["aggregates"]["protocols"].items():
+        assert abs(summary["mean"]) < 10, protocol
+    for protocol, summary in oracle_result["aggregates"]["protocols"].items():
+        assert 90 < summary["mean"] < 115, protocol
+        low, high = summary["mean_ci95"]
+        assert low <= summary["mean"] <= high
+    assert oracle_result["submission"]["privileged"] and not random_result["submission"]["privileged"]
+    online = oracle_result["units"][2]
+    assert online["protocol"] == "online" and online["first_episode"] is not None
+    phases = [e["phase"] for e in online["episodes"] if e["task"] == 0]
+    assert phases == ["explore"] * TINY.units[2].explore_episodes + ["score"] * TINY.units[2].episodes
+    assert all(d["id"].startswith("bitr/point-robot-sparse/test-") for d in online["datasets"])
+
+
+def test_context_never_reveals_the_behaviour_policy():
+    from bitr_envs.evaluation.worker import draw_context
+
+    data = datasets.load(TINY.units[0].context_dataset)
+    context = draw_context(data.tasks[2], 5, np.random.default_rng(0))
+    assert set(context) == {"observations", "actions", "rewards", "next_observations", "terminals", "timeouts"}
+    assert len(context["rewards"]) == 5 * 20 and context["timeouts"].sum() == 5  # five whole episodes
+
+
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("raise", "agent.act raised RuntimeError: policy network exploded"),
+        ("nan", "non-finite action"),
+        ("wrong_shape", "returned shape (3,), the action space is (2,)"),
+        ("out_of_bounds", "outside the action bounds"),
+        ("hang", "agent hung: nothing finished within 5 s"),
+        ("crash", "agent process died (exit code 3)"),
+    ],
+)
+def test_a_faulty_agent_fails_its_units_and_the_run_goes_on(tmp_path, fault, reason):
+    result = run(FAULTY, tmp_path / "faulty.json", chosen=TINY_FAST_LIMIT, agent_args={"fault": fault})
+    validate(result)
+    offline = [u for u in result["units"] if u["protocol"] != "online"]
+    online = [u for u in result["units"] if u["protocol"] == "online"]
+    for unit in offline:
+        assert unit["status"] == "failed" and reason in unit["failure"], unit["failure"]
+        assert unit["summary"] is None
+    assert online[0]["status"] == "ok" and abs(online[0]["summary"]["mean"]) < 10
+    assert result["aggregates"]["protocols"]["offline-iid"] is None
+    assert result["aggregates"]["protocols"]["online"] is not None
+
+
+def test_a_rerun_retries_failed_units_and_keeps_finished_ones(tmp_path):
+    out = tmp_path / "resume.json"
+    full = run("oracle", out)
+    truncated = json.loads(out.read_text())
+    truncated["units"] = truncated["units"][:1]  # as if killed after the first unit
+    out.write_text(json.dumps(truncated))
+    episodes = []
+    resumed = evaluate(TINY, {"name": "oracle", "agent": "oracle"}, out, jobs=3, progress=episodes.append)
+    assert sum(episodes) == planned_episodes(TINY) - len(full["units"][0]["episodes"])  # only the missing units ran
+    assert without_timing(resumed) == without_timing(full)
+
+
+def test_a_killed_evaluation_resumes_to_the_same_result(tmp_path):
+    uninterrupted = without_timing(run("random", tmp_path / "whole.json"))
+    out = tmp_path / "killed.json"
+    command = [sys.executable, "-m", "bitr_envs.cli", "evaluate", "--agent", "random", "--suite", "tiny",
+               "--out", str(out), "--jobs", "1", "--name", "random"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and json.loads(out.read_text())["units"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the evaluator and its worker, mid-run
+    process.wait()
+    partial = load_result(out)
+    assert 1 <= len(partial["units"]) < 3
+    assert bitr_main(command[3:]) == 0
+    assert without_timing(load_result(out)) == uninterrupted
+
+
+def test_ray_executor_gives_the_same_results(tmp_path):
+    pytest.importorskip("ray")
+    local = run("random", tmp_path / "local.json")
+    on_ray = evaluate(TINY, {"name": "random", "agent": "random"}, tmp_path / "ray.json", jobs=2, executor="ray")
+    assert without_timing(on_ray) == without_timing(local)
+
+
+def test_result_for_another_submission_is_not_overwritten(tmp_path):
+    out = tmp_path / "taken.json"
+    run("random", out)
+    with pytest.raises(ValueError, match="another submission or suite"):
+        run("oracle", out)
+
+
+def test_bad_agent_specs_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="name a factory as 'package.module:make'"):
+        load_factory("my_agent")
+    with pytest.raises(ValueError, match="cannot import 'no_such_package.agent'"):
+        load_factory("no_such_package.agent:make")
+    with pytest.raises(ValueError, match="no file"):
+        load_factory("missing/agent.py:make")
+    with pytest.raises(ValueError, match="has no 'build'"):
+        load_factory(f"{TESTS / 'faulty_agents.py'}:build")
+    assert bitr_main(["evaluate", "--agent", "random", "--suite", "huge", "--out", str(tmp_path / "x.json")]) == 2
+    assert bitr_main(["evaluate", "--agent", "random", "--suite", "tiny", "--agent-args", "[1]",
+                      "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_missing_datasets_are_named_with_the_command_that_builds_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="bitr datasets build bitr/point-robot-sparse/test-iid-tiny-v0"):
+        run("random", tmp_path / "r.json")
+
+
+def test_damaged_result_files_are_refused(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(ResultError, match="not a readable JSON"):
+        load_result(path)
+    path.write_text(json.dumps({"schema_version": 1}))
+    with pytest.raises(ResultError, match="invalid result at \\(top level\\): 'submission' is a required property"):
+        load_result(path)
+
+
+def test_cli_prints_the_aggregate_table(tmp_path, capsys):
+    assert bitr_main(["evaluate", "--agent", "oracle", "--suite", "tiny", "--out", str(tmp_path / "o.json")]) == 0
+    out = capsys.readouterr().out
+    assert "point-robot-sparse/test/offline-ood" in out and "drop offline-iid -> offline-ood" in out
