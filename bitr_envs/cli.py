@@ -10,6 +10,8 @@
     bitr datasets download ID...   from a remote (--remote file:///mirror or hf://org)
     bitr datasets publish ID...    to a remote
     bitr evaluate --agent SPEC     run an evaluation suite (see bitr_envs/evaluation)
+    bitr leaderboard add FILE      check a result file and file it under leaderboard/results/
+    bitr leaderboard render        write leaderboard/README.md and leaderboard/index.html
 """
 
 from __future__ import annotations
@@ -254,6 +256,22 @@ def _evaluate(args) -> int:
     return 0 if all(u["status"] == "ok" for u in result["units"]) else 1
 
 
+def _leaderboard_add(args) -> int:
+    from bitr_envs.evaluation.leaderboard import add
+
+    print(f"{args.result}: accepted, filed as {add(args.result, args.dir, args.replace)}")
+    return 0
+
+
+def _leaderboard_render(args) -> int:
+    from bitr_envs.evaluation.leaderboard import render
+
+    for warning in render(args.dir):
+        print(f"bitr: warning: {warning}", file=sys.stderr)
+    print(f"wrote {os.path.join(args.dir, 'README.md')} and {os.path.join(args.dir, 'index.html')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bitr", description="BITR-Bench: offline meta-RL under context shift.")
     groups = parser.add_subparsers(dest="group", required=True)
@@ -309,6 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="units run at once")
     evaluation.add_argument("--executor", default="local", choices=["local", "ray"])
     evaluation.set_defaults(func=_evaluate)
+
+    board = groups.add_parser("leaderboard", help="file result files and render the leaderboard")
+    commands = board.add_subparsers(dest="command", required=True)
+    filing = commands.add_parser("add", help="check a result file and file it on the board")
+    filing.add_argument("result", help="a result file of `bitr evaluate`")
+    filing.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+    filing.add_argument("--replace", action="store_true", help="replace the submission's filed result of that name")
+    filing.set_defaults(func=_leaderboard_add)
+    rendering = commands.add_parser("render", help="write README.md and index.html from the filed results")
+    rendering.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+    rendering.set_defaults(func=_leaderboard_render)
     return parser
 
 
