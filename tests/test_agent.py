@@ -1,0 +1,173 @@
+"""The BITR reference agent: components, learning, exact resume, safe checkpoints, evaluation."""
+
+import dataclasses
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from bitr_agent import CheckpointError, load  # noqa: E402
+from bitr_agent.model import Actor, Critics, TaskEncoder, WorldModel, info_nce, reverse_gradient  # noqa: E402
+from bitr_agent.train import BITR, PROFILES, Sampler, TaskArrays, train  # noqa: E402
+from bitr_envs import datasets  # noqa: E402
+from bitr_envs.evaluation import evaluate, suite, validate  # noqa: E402
+
+TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
+SMALL = dataclasses.replace(
+    PROFILES["quick"], dataset=TRAIN, wm_iterations=40, sac_iterations=40, task_batch=8, width=32,
+    hidden=32, context_size=16, checkpoint_every=10, log_every=20, cql_actions=3,
+)
+
+
+@pytest.fixture(scope="module")
+def minari_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        for dataset_id in [TRAIN] + suite("tiny").datasets:
+            datasets.build(dataset_id)
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def root(minari_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+
+
+@pytest.fixture(scope="module")
+def trained(minari_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bitr")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
+        train(SMALL, out, progress=False)
+    return out
+
+
+def sampler(cfg=SMALL, seed=0):
+    data = datasets.load(TRAIN)
+    obs = np.concatenate([t.observations for t in data.tasks])
+    tasks = [TaskArrays(t, obs.mean(0), obs.std(0) + 1e-3, np.array([0.1, 0.1], np.float32), cfg.history) for t in data.tasks]
+    return Sampler(tasks, cfg, np.random.default_rng(seed)), len(data.behaviour_names)
+
+
+def test_component_shapes():
+    encoder = TaskEncoder(obs_dim=3, act_dim=2, z_dim=5, width=16)
+    x = torch.randn(4, 7, 3)
+    z = encoder(x, torch.randn(4, 7, 2), torch.randn(4, 7), x + 1)
+    assert z.shape == (4, 5)
+    # a set encoder: the order of the context does not matter
+    perm = torch.randperm(7)
+    a, r = torch.randn(4, 7, 2), torch.randn(4, 7)
+    torch.testing.assert_close(encoder(x, a, r, x + 1), encoder(x[:, perm], a[:, perm], r[:, perm], (x + 1)[:, perm]))
+    wm = WorldModel(obs_dim=3, act_dim=2, z_dim=5, width=16, layers=2, heads=4, context=6)
+    mean, log_std, done = wm(torch.randn(4, 6, 3), torch.randn(4, 6), torch.randn(4, 6, 2), z)
+    assert mean.shape == log_std.shape == (4, 6, 4) and done.shape == (4, 6)
+    # causal: the prediction at step 2 does not depend on steps after it
+    obs = torch.randn(1, 6, 3)
+    later = obs.clone()
+    later[:, 3:] += 5
+    out_a, out_b = wm(obs, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0], wm(later, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0]
+    torch.testing.assert_close(out_a[:, :3], out_b[:, :3])
+    action, log_prob, mode = Actor(8, 2, 16)(torch.randn(10, 8))
+    assert action.shape == mode.shape == (10, 2) and log_prob.shape == (10,) and action.abs().max() <= 1
+    q1, q2 = Critics(10, 16)(torch.randn(10, 10))
+    assert q1.shape == q2.shape == (10,)
+
+
+def test_contrastive_loss_and_gradient_reversal():
+    z = torch.randn(6, 4)
+    assert info_nce(z, z, 0.1) < info_nce(z, torch.randn(6, 4), 0.1)
+    x = torch.ones(3, requires_grad=True)
+    reverse_gradient(x, 0.5).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), -0.5))
+
+
+def test_a_few_steps_decrease_the_losses():
+    torch.manual_seed(0)
+    s, n_behaviours = sampler()
+    learner = BITR(SMALL, 2, 2, n_behaviours)
+    representation = [learner.update_representation(s) for _ in range(80)]
+    first, last = representation[:10], representation[-10:]
+    for key in ("reconstruction", "contrastive"):
+        assert np.mean([m[key] for m in last]) < np.mean([m[key] for m in first]), key
+    policy = [learner.update_policy(s) for _ in range(80)]
+    assert all(np.isfinite(list(m.values())).all() for m in policy)
+    assert np.mean([m["actor"] for m in policy[-10:]]) < np.mean([m["actor"] for m in policy[:10]])
+
+
+def test_switching_the_invariance_terms_off():
+    s, n_behaviours = sampler()
+    cfg = dataclasses.replace(SMALL, adversary_weight=0.0, contrastive_weight=0.0, reconstruction_weight=0.0)
+    learner = BITR(cfg, 2, 2, n_behaviours)
+    before = [p.clone() for p in learner.encoder.parameters()]
+    learner.update_representation(s)
+    # no term reaches the encoder: it does not move
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.encoder.parameters()))
+
+
+def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    train(SMALL, interrupted, progress=False, stop_after=30)  # as if killed at iteration 30
+    assert (interrupted / "checkpoint.pt").exists() and not (interrupted / "agent.pt").exists()
+    train(SMALL, interrupted, progress=False)
+    whole = torch.load(trained / "agent.pt", weights_only=True)
+    resumed = torch.load(interrupted / "agent.pt", weights_only=True)
+    for part in ("encoder", "actor"):
+        for key, value in whole[part].items():
+            torch.testing.assert_close(resumed[part][key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="another config"):
+        train(dataclasses.replace(SMALL, lr=1e-2), interrupted, progress=False)
+
+
+def test_metrics_log_has_the_diagnostics(trained):
+    import csv
+
+    rows = list(csv.DictReader(open(trained / "metrics.csv")))
+    final = rows[-1]
+    assert final["iteration"] == "80" and final["phase"] == "policy"
+    for key in ("task_id_accuracy", "behaviour_probe_accuracy", "wm_one_step_mse"):
+        assert 0 <= float(final[key]) < 1e6
+
+
+def test_a_malicious_checkpoint_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "agent.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"encoder": Payload()}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        load("bitr/PointRobotSparse-v0", None, None, checkpoint=str(path))
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        load("bitr/PointRobotSparse-v0", None, None, checkpoint=str(tmp_path / "missing.pt"))
+
+
+def test_online_adaptation_re_infers_z(trained):
+    env = gym.make("bitr/PointRobotSparse-v0", split="test")
+    agent = load("bitr/PointRobotSparse-v0", env.observation_space, env.action_space, checkpoint=str(trained))
+    agent.reset()
+    prior = agent.z.clone()
+    obs, _ = env.reset(seed=0, options={"task": 1})
+    action = agent.act(obs)
+    assert env.action_space.contains(action)
+    next_obs, reward, terminated, truncated, _ = env.step(action)
+    agent.observe(obs, action, reward, next_obs, terminated, truncated)
+    assert not torch.equal(agent.z, prior)
+    agent.reset()
+    assert torch.equal(agent.z, prior)
+    with pytest.raises(CheckpointError, match="trained on bitr/PointRobotSparse-v0"):
+        load("bitr/CheetahVel-v0", env.observation_space, env.action_space, checkpoint=str(trained))
+
+
+def test_the_agent_passes_an_evaluator_run(trained, tmp_path):
+    result = evaluate(suite("tiny"), {"name": "bitr", "agent": "bitr_agent:load", "checkpoint": str(trained)},
+                      tmp_path / "bitr.json", jobs=3)
+    validate(result)
+    assert [u["status"] for u in result["units"]] == ["ok"] * 3, [u["failure"] for u in result["units"]]
