@@ -103,6 +103,12 @@ SUITES = {
         seeds=(0,),
         units=_units(["bitr/PointRobotSparse-v0"], "test", "tiny", CONTEXT_EPISODES, 1, 1),
     ),
+    "quick": Suite(
+        name="quick",
+        description="The README's main job: Point-Robot-Sparse on lite datasets, test tasks, 3 seeds.",
+        seeds=(0, 1, 2),
+        units=_units(["bitr/PointRobotSparse-v0"], "test", "lite", CONTEXT_EPISODES, 2, 2),
+    ),
     "lite": Suite(
         name="lite",
         description="CPU suite: Point-Robot-Sparse, Cheetah-Vel (dense and sparse), Reach-Sparse; "
