@@ -2,7 +2,8 @@
 
 Offline: z is inferred once from the context it is given. Online: it starts from the prior z
 (the mean z of the training tasks) and re-infers z from its own transitions after every step.
-It acts with the mode of its policy.
+It acts with the mode of its policy. With `context_free=True` it ignores all context and keeps
+the prior z: the context-free baseline that BITR has to beat.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def load_weights(path: str | Path) -> dict:
 
 
 class BITRAgent:
-    def __init__(self, weights: dict, action_space):
+    def __init__(self, weights: dict, action_space, context_free: bool = False):
         torch.set_num_threads(1)  # tiny networks; the evaluator may run several units at once
         cfg = weights["config"]
         self.obs_mean, self.obs_std = weights["obs_mean"], weights["obs_std"]
@@ -49,6 +50,7 @@ class BITRAgent:
         self.actor.load_state_dict(weights["actor"])
         self.z_prior = weights["z_prior"]
         self.low, self.high = action_space.low, action_space.high
+        self.context_free = context_free  # the ablation: always the prior z, whatever the context
         self.reset()
 
     def _normalise(self, obs) -> torch.Tensor:
@@ -56,6 +58,8 @@ class BITRAgent:
 
     @torch.no_grad()
     def _infer(self) -> None:
+        if self.context_free:
+            return
         c = self.context
         self.z = self.encoder(self._normalise(c["observations"])[None],
                               torch.as_tensor(c["actions"], dtype=torch.float32)[None] / self.action_scale,
@@ -84,12 +88,14 @@ class BITRAgent:
         self._infer()
 
 
-def load(env_id: str, observation_space, action_space, checkpoint: str | None = None, **unused) -> BITRAgent:
-    """The evaluator's factory: `checkpoint` is a training --out folder or its agent.pt."""
+def load(env_id: str, observation_space, action_space, checkpoint: str | None = None,
+         context_free: bool = False) -> BITRAgent:
+    """The evaluator's factory: `checkpoint` is a training --out folder or its agent.pt.
+    `--agent-args '{"context_free": true}'` evaluates the same policy with the prior z only."""
     if checkpoint is None:
         raise CheckpointError("bitr_agent:load needs --checkpoint (the folder `bitr-agent train --out` wrote).")
     path = Path(checkpoint)
     weights = load_weights(path / "agent.pt" if path.is_dir() else path)
     if weights.get("env_id") != env_id:
         raise CheckpointError(f"{checkpoint} was trained on {weights.get('env_id')}, not {env_id}.")
-    return BITRAgent(weights, action_space)
+    return BITRAgent(weights, action_space, context_free)

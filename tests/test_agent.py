@@ -162,6 +162,10 @@ def test_online_adaptation_re_infers_z(trained):
     assert not torch.equal(agent.z, prior)
     agent.reset()
     assert torch.equal(agent.z, prior)
+    context_free = load("bitr/PointRobotSparse-v0", env.observation_space, env.action_space,
+                        checkpoint=str(trained), context_free=True)
+    context_free.observe(obs, action, reward, next_obs, terminated, truncated)
+    assert torch.equal(context_free.z, prior)
     with pytest.raises(CheckpointError, match="trained on bitr/PointRobotSparse-v0"):
         load("bitr/CheetahVel-v0", env.observation_space, env.action_space, checkpoint=str(trained))
 
