@@ -159,8 +159,9 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
         lock = threading.Lock()
 
         def safe_progress(n):
-            with lock:
-                progress(n) if progress else None
+            if progress is not None:
+                with lock:
+                    progress(n)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(run_unit, u, suite.seeds, submission, suite.episode_time_limit_s, safe_progress)
