@@ -19,6 +19,7 @@ POINT = "bitr/point-robot-sparse/train-iid-tiny-v0"
 POINT_OOD = "bitr/point-robot-sparse/train-ood-tiny-v0"
 REACH = "bitr/reach-sparse/test-iid-tiny-v0"
 CHEETAH = "bitr/cheetah-vel/test-iid-tiny-v0"
+HOPPER = "bitr/hopper-param/test-iid-tiny-v0"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH):
+        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER):
             datasets.build(dataset_id)
         yield root
 
@@ -109,16 +110,23 @@ def test_meta_world_data_keeps_the_goal_hidden(root):
     assert expert_rewards.mean() > 0.3  # the scripted expert reaches the goal (sparse reward = success)
 
 
-def test_sac_behaviour_policies_are_ordered_by_quality(root):
-    # The committed snapshots of datasets/policies/cheetah-vel must keep their quality levels.
-    data = datasets.load(CHEETAH)
+def mean_return_per_behaviour(dataset_id):
+    data = datasets.load(dataset_id)
     returns = {}
     for task, label, episode_return in data.episode_returns():
         returns.setdefault(data.behaviour_names[label], []).append(episode_return)
     assert all(len(r) == 10 for r in returns.values())  # 10 test tasks x 1 episode each
-    mean = {name: np.mean(r) for name, r in returns.items()}
+    return {name: np.mean(r) for name, r in returns.items()}, data
+
+
+def test_sac_behaviour_policies_are_ordered_by_quality(root):
+    # The committed snapshots in datasets/policies/ must keep their quality levels.
+    mean, data = mean_return_per_behaviour(CHEETAH)
     assert mean["random"] + 150 < mean["early"] < mean["medium"] - 20 < mean["expert"] - 30
     assert all(len(t) == 4 * 200 for t in data.tasks) and not any(t.terminals.any() for t in data.tasks)
+    mean, data = mean_return_per_behaviour(HOPPER)
+    assert mean["random"] < mean["early"] < mean["medium"] - 100 < mean["expert"] - 200
+    assert any(t.terminals.any() for t in data.tasks)  # hoppers fall: episodes end early
 
 
 def test_same_recipe_gives_identical_arrays(root, tmp_path, monkeypatch):
