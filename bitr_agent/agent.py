@@ -1,9 +1,7 @@
 """The trained BITR agent behind the evaluator's API (`bitr evaluate --agent bitr_agent:load`).
 
 Offline: z is inferred once from the context it is given. Online: it starts from the prior z
-(the mean z of the training tasks) and re-infers z from its own transitions after every step
-once they carry a reward signal; until then, each new episode tries the z of a random training
-context, so that a sparse-reward task gets explored.
+(the mean z of the training tasks) and re-infers z from its own transitions after every step.
 It acts with the mode of its policy. With `context_free=True` it ignores all context and keeps
 the prior z: the context-free baseline that BITR has to beat.
 """
@@ -51,8 +49,6 @@ class BITRAgent:
         self.actor = Actor(obs_dim + cfg["z_dim"], act_dim, cfg["hidden"])
         self.actor.load_state_dict(weights["actor"])
         self.z_prior = weights["z_prior"]
-        self.z_bank = weights.get("z_bank")  # z of training contexts, for exploration
-        self._rng = np.random.default_rng(0)
         self.low, self.high = action_space.low, action_space.high
         self.context_free = context_free  # the ablation: always the prior z, whatever the context
         self.reset()
@@ -89,13 +85,7 @@ class BITRAgent:
         self._online.append((obs, action, reward, next_obs))
         obs, action, reward, next_obs = (np.asarray(x) for x in zip(*self._online))
         self.context = {"observations": obs, "actions": action, "rewards": reward, "next_observations": next_obs}
-        if np.ptp(reward) > 0 or self.z_bank is None:
-            self._infer()  # the rewards carry a signal: infer the task from them
-        elif (terminated or truncated) and not self.context_free:
-            # A whole episode and not one informative reward (a sparse task not found yet): try
-            # the next episode as one of the training tasks, drawn at random (posterior
-            # sampling, as PEARL explores), rather than repeating the same uninformed z.
-            self.z = self.z_bank[self._rng.integers(len(self.z_bank))]
+        self._infer()
 
 
 def load(env_id: str, observation_space, action_space, checkpoint: str | None = None,

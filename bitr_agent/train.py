@@ -418,7 +418,7 @@ def _held_out(dataset_id: str, obs_mean, obs_std, action_scale, history: int):
 
 @torch.no_grad()
 def _agent_weights(learner: BITR, cfg: Config, data, obs_mean, obs_std, action_scale, sampler: Sampler) -> dict:
-    z_bank = torch.cat([learner.task_z(sampler, sampler.task_ids()) for _ in range(8)])
+    z_prior = torch.cat([learner.task_z(sampler, sampler.task_ids()) for _ in range(8)]).mean(0)
     return {
         "config": dataclasses.asdict(cfg),
         "env_id": data.env_id,
@@ -427,8 +427,7 @@ def _agent_weights(learner: BITR, cfg: Config, data, obs_mean, obs_std, action_s
         "obs_mean": torch.as_tensor(obs_mean, dtype=torch.float32),
         "obs_std": torch.as_tensor(obs_std, dtype=torch.float32),
         "action_scale": torch.as_tensor(action_scale),
-        "z_prior": z_bank.mean(0),
-        "z_bank": z_bank,
+        "z_prior": z_prior,
     }
 
 
