@@ -198,7 +198,7 @@ def datasets_root() -> Path:
 
 
 @contextmanager
-def _minari_root(path: Path) -> Iterator[None]:
+def minari_root_at(path: Path) -> Iterator[None]:
     """Point Minari's local root at `path` for the duration (Minari reads it from the env)."""
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(path)
@@ -226,7 +226,7 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
 
     scratch = Path(tempfile.mkdtemp(prefix=".bitr-build-", dir=datasets_root()))
     try:
-        with _minari_root(scratch):
+        with minari_root_at(scratch):
             buffers = [
                 EpisodeBuffer(
                     id=i,

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Optional
 from minari.storage.remotes import _registry as minari_remotes
 from minari.storage.remotes.cloud_storage import CloudStorage
 
-from bitr_envs.datasets.collect import _minari_root, datasets_root, install
+from bitr_envs.datasets.collect import minari_root_at, datasets_root, install
 from bitr_envs.datasets.loader import DatasetError, dataset_path, verify
 
 NAMESPACE_FILE = "namespace_metadata.json"
@@ -128,7 +128,7 @@ def download(dataset_id: str, remote: Optional[str] = None, force: bool = False)
         )
     scratch = Path(tempfile.mkdtemp(prefix=".bitr-download-", dir=datasets_root()))
     try:
-        with _remote(remote) as name, _minari_root(scratch), warnings.catch_warnings():
+        with _remote(remote) as name, minari_root_at(scratch), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Minari's "recommend a newer version" chatter
             try:
                 minari.download_dataset(dataset_id)
