@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bitr_agent.agent import load_weights
 from bitr_agent.model import Actor, BehaviourAdversary, Critics, TaskEncoder, WorldModel, info_nce, reverse_gradient
 
 
@@ -336,12 +337,6 @@ def save_checkpoint(path: Path, learner: BITR, cfg: Config, iteration: int, rng:
     }, path)
 
 
-def load_checkpoint(path: Path) -> dict:
-    from bitr_agent.agent import load_weights
-
-    return load_weights(path)
-
-
 # ----- the run --------------------------------------------------------------------------------
 def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) -> dict:
     """Train (or resume) and write out/agent.pt; `stop_after` ends early, as a kill would."""
@@ -367,7 +362,7 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
     iteration = 0
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
-        state = load_checkpoint(checkpoint)
+        state = load_weights(checkpoint)
         if state["config"] != dataclasses.asdict(cfg):
             raise ValueError(f"{checkpoint} was written with another config; use another --out or the same settings.")
         for name, module in learner.modules().items():
