@@ -20,6 +20,7 @@ POINT_OOD = "bitr/point-robot-sparse/train-ood-tiny-v0"
 REACH = "bitr/reach-sparse/test-iid-tiny-v0"
 CHEETAH = "bitr/cheetah-vel/test-iid-tiny-v0"
 HOPPER = "bitr/hopper-param/test-iid-tiny-v0"
+CHEETAH_DIR = "bitr/cheetah-dir/test-iid-tiny-v0"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER):
+        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER, CHEETAH_DIR):
             datasets.build(dataset_id)
         yield root
 
@@ -115,7 +116,8 @@ def mean_return_per_behaviour(dataset_id):
     returns = {}
     for task, label, episode_return in data.episode_returns():
         returns.setdefault(data.behaviour_names[label], []).append(episode_return)
-    assert all(len(r) == 10 for r in returns.values())  # 10 test tasks x 1 episode each
+    per_behaviour = recipe(dataset_id).episodes_per_task * len(data.tasks) // len(returns)
+    assert all(len(r) == per_behaviour for r in returns.values())  # equal shares, every episode
     return {name: np.mean(r) for name, r in returns.items()}, data
 
 
@@ -127,6 +129,9 @@ def test_sac_behaviour_policies_are_ordered_by_quality(root):
     mean, data = mean_return_per_behaviour(HOPPER)
     assert mean["random"] < mean["early"] < mean["medium"] - 100 < mean["expert"] - 200
     assert any(t.terminals.any() for t in data.tasks)  # hoppers fall: episodes end early
+    mean, data = mean_return_per_behaviour(CHEETAH_DIR)
+    assert mean["random"] + 200 < mean["early"] < mean["medium"] - 200 < mean["expert"] - 300
+    assert len(data.tasks) == 2  # backward and forward, in every split
 
 
 def test_same_recipe_gives_identical_arrays(root, tmp_path, monkeypatch):
