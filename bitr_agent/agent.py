@@ -90,12 +90,22 @@ class BITRAgent:
 
 def load(env_id: str, observation_space, action_space, checkpoint: str | None = None,
          context_free: bool = False) -> BITRAgent:
-    """The evaluator's factory: `checkpoint` is a training --out folder or its agent.pt.
+    """The evaluator's factory: `checkpoint` is a training --out folder, its agent.pt, or a folder
+    of such folders named by env (`<dir>/cheetah-vel/agent.pt`), one per family of a suite.
     `--agent-args '{"context_free": true}'` evaluates the same policy with the prior z only."""
+    from bitr_envs.datasets.recipes import env_slug
+
     if checkpoint is None:
         raise CheckpointError("bitr_agent:load needs --checkpoint (the folder `bitr-agent train --out` wrote).")
     path = Path(checkpoint)
-    weights = load_weights(path / "agent.pt" if path.is_dir() else path)
+    if path.is_dir():
+        candidates = [path / "agent.pt", path / env_slug(env_id) / "agent.pt"]
+        path = next((c for c in candidates if c.exists()), None)
+        if path is None:
+            raise CheckpointError(f"no BITR agent for {env_id} in {checkpoint}: expected "
+                                  f"{' or '.join(map(str, candidates))}; train one with "
+                                  f"`bitr-agent train --out {candidates[1].parent}`.")
+    weights = load_weights(path)
     if weights.get("env_id") != env_id:
         raise CheckpointError(f"{checkpoint} was trained on {weights.get('env_id')}, not {env_id}.")
     return BITRAgent(weights, action_space, context_free)

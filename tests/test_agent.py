@@ -2,6 +2,7 @@
 
 import dataclasses
 import pickle
+import shutil
 
 import gymnasium as gym
 import numpy as np
@@ -175,3 +176,14 @@ def test_the_agent_passes_an_evaluator_run(trained, tmp_path):
                       tmp_path / "bitr.json", jobs=3)
     validate(result)
     assert [u["status"] for u in result["units"]] == ["ok"] * 3, [u["failure"] for u in result["units"]]
+
+
+def test_a_folder_of_per_family_runs_serves_a_multi_family_suite(trained, tmp_path):
+    # `bitr-agent train --out runs/bitr/point-robot-sparse` etc.: one --checkpoint for the suite
+    shutil.copytree(trained, tmp_path / "runs" / "point-robot-sparse")
+    env = gym.make("bitr/PointRobotSparse-v0", split="test")
+    agent = load("bitr/PointRobotSparse-v0", env.observation_space, env.action_space, checkpoint=str(tmp_path / "runs"))
+    direct = load("bitr/PointRobotSparse-v0", env.observation_space, env.action_space, checkpoint=str(trained))
+    assert torch.equal(agent.z, direct.z)
+    with pytest.raises(CheckpointError, match="no BITR agent for bitr/CheetahVel-v0 in .*runs/cheetah-vel/agent.pt"):
+        load("bitr/CheetahVel-v0", env.observation_space, env.action_space, checkpoint=str(tmp_path / "runs"))

@@ -23,6 +23,9 @@ FAULTY = f"{TESTS / 'faulty_agents.py'}:make"
 TINY = suite("tiny")
 # The tiny suite with a short per-episode limit, so that the hang test is quick.
 TINY_FAST_LIMIT = dataclasses.replace(TINY, episode_time_limit_s=5.0)
+# The tiny suite with a second family (dense Point-Robot), for running a suite in pieces.
+TWO_FAMILIES = dataclasses.replace(
+    TINY, units=TINY.units + tuple(dataclasses.replace(u, env_id="bitr/PointRobot-v0") for u in TINY.units))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in TINY.datasets:
+        for dataset_id in TWO_FAMILIES.datasets:
             datasets.build(dataset_id)
         yield root
 
@@ -115,6 +118,19 @@ def test_a_rerun_retries_failed_units_and_keeps_finished_ones(tmp_path):
     resumed = evaluate(TINY, {"name": "oracle", "agent": "oracle"}, out, jobs=3, progress=episodes.append)
     assert sum(episodes) == planned_episodes(TINY) - len(full["units"][0]["episodes"])  # only the missing units ran
     assert without_timing(resumed) == without_timing(full)
+
+
+def test_a_suite_runs_in_pieces_one_family_at_a_time(tmp_path):
+    whole = evaluate(TWO_FAMILIES, {"name": "oracle", "agent": "oracle"}, tmp_path / "whole.json", jobs=3)
+    out = tmp_path / "pieces.json"
+    first = evaluate(TWO_FAMILIES, {"name": "oracle", "agent": "oracle"}, out, jobs=3, env_ids=["bitr/PointRobot-v0"])
+    assert {u["env_id"] for u in first["units"]} == {"bitr/PointRobot-v0"} and len(first["units"]) == 3
+    episodes = []
+    rest = evaluate(TWO_FAMILIES, {"name": "oracle", "agent": "oracle"}, out, jobs=3, progress=episodes.append)
+    assert sum(episodes) == planned_episodes(TWO_FAMILIES, ["bitr/PointRobotSparse-v0"])
+    assert without_timing(rest) == without_timing(whole)
+    with pytest.raises(ValueError, match="bitr/CheetahVel-v0 not in the tiny suite, whose envs are bitr/PointRobotSparse-v0"):
+        evaluate(TINY, {"name": "oracle", "agent": "oracle"}, tmp_path / "x.json", env_ids=["bitr/CheetahVel-v0"])
 
 
 def test_a_killed_evaluation_resumes_to_the_same_result(tmp_path):

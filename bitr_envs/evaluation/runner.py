@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -190,9 +190,22 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
         raise ValueError(f"Unknown executor {executor!r}: use 'local' or 'ray'.")
 
 
+def selected_units(suite: Suite, env_ids: Sequence[str] | None = None) -> list[Unit]:
+    """The suite's units, or only those of `env_ids`: a suite can be run in pieces (one family
+    at a time, into the same result file), but only a whole one goes on the leaderboard."""
+    if not env_ids:
+        return list(suite.units)
+    suite_envs = list(dict.fromkeys(u.env_id for u in suite.units))
+    unknown = [e for e in env_ids if e not in suite_envs]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} not in the {suite.name} suite, whose envs are {', '.join(suite_envs)}.")
+    return [u for u in suite.units if u.env_id in env_ids]
+
+
 def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, executor: str = "local",
-             progress: Progress = None) -> dict:
-    """Run (or resume) `suite` for `submission` and write the result file `out`."""
+             progress: Progress = None, env_ids: Sequence[str] | None = None) -> dict:
+    """Run (or resume) `suite` (or only its units of `env_ids`) for `submission` and write the
+    result file `out`."""
     from bitr_envs.evaluation.agents import load_factory
 
     submission = {"checkpoint": None, "agent_args": {}, **submission}
@@ -218,7 +231,7 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
         result["started"] = previous["started"]
         previous_seconds = previous["wall_seconds"]
     done_ids = {u["unit_id"] for u in result["units"]}
-    todo = [u for u in suite.units if u.unit_id not in done_ids]
+    todo = [u for u in selected_units(suite, env_ids) if u.unit_id not in done_ids]
 
     def on_done(record):
         result["units"].append(record)
@@ -247,12 +260,12 @@ def _check_datasets(dataset_ids) -> None:
         )
 
 
-def planned_episodes(suite: Suite) -> int:
-    """How many episodes the suite plays, for progress bars."""
+def planned_episodes(suite: Suite, env_ids: Sequence[str] | None = None) -> int:
+    """How many episodes the suite (or its units of `env_ids`) plays, for progress bars."""
     from bitr_envs.registry import entry
 
     n = 0
-    for unit in suite.units:
+    for unit in selected_units(suite, env_ids):
         n_tasks = len(entry(unit.env_id).env_class.split_tasks(unit.split))
         per = unit.episodes + (unit.explore_episodes if unit.protocol == "online" else 0)
         n += n_tasks * len(suite.seeds) * per
