@@ -46,7 +46,8 @@ def check(result: dict) -> None:
     if sorted(listed) != sorted(expected) or sorted(records) != sorted(expected) or len(records) != len(result["units"]):
         missing = sorted(set(expected) - set(records) | set(expected) - set(listed))
         raise ResultError(f"the {name} suite must be run whole: missing or extra units "
-                          f"(missing: {', '.join(missing) or 'none'})")
+                          f"(missing: {', '.join(missing) or 'none'}); a run with --env covers only those "
+                          f"envs: the same `bitr evaluate` command without --env completes the file")
     for unit_id, unit in expected.items():
         record = records[unit_id]
         datasets = {d for d in (unit.context_dataset, unit.reference_dataset) if d}
