@@ -21,6 +21,7 @@ REACH = "bitr/reach-sparse/test-iid-tiny-v0"
 CHEETAH = "bitr/cheetah-vel/test-iid-tiny-v0"
 HOPPER = "bitr/hopper-param/test-iid-tiny-v0"
 CHEETAH_DIR = "bitr/cheetah-dir/test-iid-tiny-v0"
+ANT = "bitr/ant-dir/test-iid-tiny-v0"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER, CHEETAH_DIR):
+        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER, CHEETAH_DIR, ANT):
             datasets.build(dataset_id)
         yield root
 
@@ -132,6 +133,8 @@ def test_sac_behaviour_policies_are_ordered_by_quality(root):
     mean, data = mean_return_per_behaviour(CHEETAH_DIR)
     assert mean["random"] + 200 < mean["early"] < mean["medium"] - 200 < mean["expert"] - 300
     assert len(data.tasks) == 2  # backward and forward, in every split
+    mean, data = mean_return_per_behaviour(ANT)
+    assert mean["random"] + 150 < mean["early"] < mean["medium"] - 100 < mean["expert"] - 130
 
 
 def test_same_recipe_gives_identical_arrays(root, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from bitr_envs.cli import main as bitr_main
 from bitr_envs.evaluation import ResultError, evaluate, load_result, suite, validate
 from bitr_envs.evaluation.agents import load_factory
 from bitr_envs.evaluation.runner import planned_episodes
+from bitr_envs.evaluation.worker import start_seed
 
 TESTS = Path(__file__).parent
 FAULTY = f"{TESTS / 'faulty_agents.py'}:make"
@@ -106,6 +107,22 @@ def test_a_faulty_agent_fails_its_units_and_the_run_goes_on(tmp_path, fault, rea
     assert online[0]["status"] == "ok" and abs(online[0]["summary"]["mean"]) < 10
     assert result["aggregates"]["protocols"]["offline-iid"] is None
     assert result["aggregates"]["protocols"]["online"] is not None
+
+
+def test_protocols_score_the_same_start_states(tmp_path):
+    # The oracle ignores its context: with common start states its three protocols coincide.
+    result = run("oracle", tmp_path / "oracle.json")
+    iid, ood, online = (u["episodes"] for u in result["units"])
+    score = [[(e["task"], e["seed"], e["return"]) for e in episodes if e["phase"] == "score"] for episodes in (iid, ood, online)]
+    assert score[0] == score[1] == score[2]
+    assert result["aggregates"]["ood_drop"]["bitr/PointRobotSparse-v0/test"] == 0.0
+    # Point-Robot always starts at the origin, so check the seeds themselves for the other families
+    iid, ood, online = suite("lite").units[3:6]  # Cheetah-Vel
+    assert iid.protocol == "offline-iid" and ood.protocol == "offline-ood" and online.protocol == "online"
+    assert start_seed(iid, 1, 4, "score", 0) == start_seed(ood, 1, 4, "score", 0) == start_seed(online, 1, 4, "score", 0)
+    others = {start_seed(iid, 1, 4, "score", 1), start_seed(iid, 2, 4, "score", 0), start_seed(iid, 1, 5, "score", 0),
+              start_seed(online, 1, 4, "explore", 0), start_seed(suite("lite").units[0], 1, 4, "score", 0)}
+    assert start_seed(iid, 1, 4, "score", 0) not in others and len(others) == 5
 
 
 def test_a_rerun_retries_failed_units_and_keeps_finished_ones(tmp_path):

@@ -61,6 +61,9 @@ class Suite:
     seeds: tuple[int, ...]
     units: tuple[Unit, ...]
     episode_time_limit_s: float = 120.0  # an agent slower than this on one episode has hung
+    # how episode start states are drawn (worker.start_seed); part of the fingerprint, so that
+    # results of another scheme are never compared with these. 2: shared across protocols.
+    seeding: int = 2
 
     def fingerprint(self) -> str:
         payload = json.dumps(asdict(self), sort_keys=True)

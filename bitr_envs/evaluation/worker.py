@@ -55,6 +55,14 @@ def draw_context(task_data, n_episodes: int, rng: np.random.Generator) -> dict[s
     return transitions
 
 
+def start_seed(unit: Unit, seed: int, task: int, phase: str, k: int) -> int:
+    """The reset seed of the k-th `phase` episode of (task, seed). It depends on the env and
+    split, not on the protocol: the offline-iid, offline-ood and online scored episodes start
+    from the same states, so the iid-to-ood drop is a paired comparison (common random numbers)."""
+    key = [seed, task, zlib.crc32(f"{unit.env_id}/{unit.split}/{phase}".encode()), k]
+    return int(np.random.default_rng(key).integers(2**31))
+
+
 def play_unit(unit: Unit, seeds, submission: dict, report) -> None:
     """Play every task x seed of `unit`; `report(kind, payload)` receives each episode."""
     from bitr_envs.datasets import load
@@ -75,14 +83,16 @@ def play_unit(unit: Unit, seeds, submission: dict, report) -> None:
 
     for task in range(len(env.unwrapped.tasks)):
         for seed in seeds:
-            rng = np.random.default_rng([seed, task, zlib.crc32(unit.unit_id.encode())])
             _call("reset", agent.reset)
             if privileged:
                 agent.set_task(env_class.task_features(env.unwrapped.tasks[task]))
             if context_data is not None:
+                rng = np.random.default_rng([seed, task, zlib.crc32(unit.unit_id.encode())])
                 _call("set_context", agent.set_context, draw_context(context_data.tasks[task], unit.context_episodes, rng))
             for episode in range(n_episodes):
-                obs, info = env.reset(seed=int(rng.integers(2**31)), options={"task": task})
+                phase = "explore" if online and episode < unit.explore_episodes else "score"
+                k = episode - unit.explore_episodes if online and phase == "score" else episode
+                obs, info = env.reset(seed=start_seed(unit, seed, task, phase, k), options={"task": task})
                 total, length, success, done = 0.0, 0, None, False  # success: where the env has it
                 while not done:
                     action = _checked(_call("act", agent.act, obs), space)
@@ -95,7 +105,6 @@ def play_unit(unit: Unit, seeds, submission: dict, report) -> None:
                         success = bool(success) or bool(info["success"])
                     done = terminated or truncated
                     obs = next_obs
-                phase = "explore" if online and episode < unit.explore_episodes else "score"
                 report("episode", {"task": task, "seed": seed, "episode": episode, "phase": phase,
                                    "return": float(total), "length": length, "success": success})
     env.close()
