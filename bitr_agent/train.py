@@ -340,6 +340,14 @@ def save_checkpoint(path: Path, learner: BITR, cfg: Config, iteration: int, rng:
 
 
 # ----- the run --------------------------------------------------------------------------------
+# What may differ between a run and its resume: a finished run can be trained for longer.
+RESUMABLE_CHANGES = {"sac_iterations", "checkpoint_every", "log_every"}
+
+
+def _fixed(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+
+
 def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) -> dict:
     """Train (or resume) and write out/agent.pt; `stop_after` ends early, as a kill would."""
     from bitr_envs import datasets
@@ -365,8 +373,12 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
         state = load_weights(checkpoint)
-        if state["config"] != dataclasses.asdict(cfg):
-            raise ValueError(f"{checkpoint} was written with another config; use another --out or the same settings.")
+        if _fixed(state["config"]) != _fixed(dataclasses.asdict(cfg)):
+            raise ValueError(f"{checkpoint} was written with another config; use another --out or the same settings "
+                             f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change).")
+        if state["iteration"] > cfg.wm_iterations + cfg.sac_iterations:
+            raise ValueError(f"{checkpoint} is at iteration {state['iteration']}, past this config's end: "
+                             f"--sac-iterations can only grow.")
         for name, module in learner.modules().items():
             module.load_state_dict(state["modules"][name])
         with torch.no_grad():

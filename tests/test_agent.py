@@ -121,6 +121,13 @@ def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, t
             torch.testing.assert_close(resumed[part][key], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="another config"):
         train(dataclasses.replace(SMALL, lr=1e-2), interrupted, progress=False)
+    longer = dataclasses.replace(SMALL, sac_iterations=SMALL.sac_iterations + 10)
+    train(longer, interrupted, progress=False)  # a finished run trained for longer
+    assert (interrupted / "metrics.csv").read_text().splitlines()[-1].startswith(f"{SMALL.wm_iterations + longer.sac_iterations},policy")
+    extended = torch.load(interrupted / "agent.pt", weights_only=True)
+    assert not torch.equal(extended["actor"]["trunk.0.weight"], whole["actor"]["trunk.0.weight"])
+    with pytest.raises(ValueError, match="can only grow"):
+        train(SMALL, interrupted, progress=False)
 
 
 def test_metrics_log_has_the_diagnostics(trained):
