@@ -1,8 +1,9 @@
 """Task-conditioned SAC: the behaviour-policy trainer for the MuJoCo families (CleanRL style).
 
-One "oracle" policy for all 30 `train` tasks of an env id: the actor and the critics see the
-observation concatenated with `task_features(task)`. N envs run in a SyncVectorEnv, each drawing
-a new random train task at every episode start.
+One "oracle" policy for all 30 `train` tasks of an env id (and, with --extra-tasks, more tasks
+from the same distribution): the actor and the critics see the observation concatenated with
+`task_features(task)`. N envs run in a SyncVectorEnv, each drawing a new random task of the
+pool at every episode start.
 
     python datasets/train_sac.py --env bitr/CheetahVel-v0 --steps 500000 --out datasets/policies/cheetah-vel
     python datasets/train_sac.py ... --resume        # continue from --out/checkpoint/ after a kill
@@ -46,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import bitr_envs  # noqa: F401  (registers the bitr/ ids)
+from bitr_envs.core import N_TRAIN
 from bitr_envs.registry import entry
 
 
@@ -79,6 +81,12 @@ class Args:
     """width of the two hidden layers of every MLP"""
     target_entropy_scale: float = 1.0
     """target entropy = -scale * action_dim (in the [-1, 1] action space)"""
+    critic_layer_norm: bool = False
+    """LayerNorm (no affine) after each hidden layer of the critics: steadier TD targets"""
+    extra_tasks: int = 0
+    """train on this many more tasks, drawn afresh from the family's in-distribution sampler
+    (never the benchmark's test tasks), besides the 30 train tasks: a policy conditioned on
+    many task parameters (Hopper/Walker-Param: 65 log-scales) does not generalise from 30"""
     snapshot_fractions: tuple[float, ...] = (
         0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
     )
@@ -163,11 +171,15 @@ class EnsembleLinear(nn.Module):
 class TwinQ(nn.Module):
     """The two critics Q1, Q2 as one ensemble: returns (2, B)."""
 
-    def __init__(self, in_dim: int, act_dim: int, hidden: int):
+    def __init__(self, in_dim: int, act_dim: int, hidden: int, layer_norm: bool = False):
         super().__init__()
+
+        def norm():  # without affine parameters, so the two critics share nothing
+            return nn.LayerNorm(hidden, elementwise_affine=False) if layer_norm else nn.Identity()
+
         self.net = nn.Sequential(
-            EnsembleLinear(2, in_dim + act_dim, hidden), nn.ReLU(),
-            EnsembleLinear(2, hidden, hidden), nn.ReLU(),
+            EnsembleLinear(2, in_dim + act_dim, hidden), norm(), nn.ReLU(),
+            EnsembleLinear(2, hidden, hidden), norm(), nn.ReLU(),
             EnsembleLinear(2, hidden, 1),
         )
 
@@ -230,16 +242,39 @@ class ReplayBuffer:
 
 
 # ----- envs -------------------------------------------------------------------------------------
+def training_tasks(env_class, extra: int) -> tuple:
+    """The 30 train tasks, then `extra` in-distribution tasks from fresh draws of the sampler.
+
+    `draw_tasks(rng)` gives 40 in-distribution tasks (train + test) per call; calls k = 1, 2, ...
+    use seeds task_seed + 1000 * k, so the benchmark's own draw (seed task_seed) never recurs.
+    """
+    tasks = list(env_class.split_tasks("train"))
+    k = 0
+    while len(tasks) < N_TRAIN + extra:
+        k += 1
+        drawn = env_class.draw_tasks(np.random.default_rng(env_class.task_seed + 1000 * k))
+        tasks += drawn["train"] + drawn["test"]
+    return tuple(tasks[: N_TRAIN + extra])
+
+
 class RandomTaskEachEpisode(gym.Wrapper):
-    """Every reset (including the vector env's autoresets) draws a random task of the split."""
+    """Every reset (including the vector env's autoresets) draws a random task of `tasks`.
+
+    The env's own task list is replaced by `tasks` (the trainer's pool), so `info["task_id"]`
+    indexes the pool.
+    """
+
+    def __init__(self, env, tasks: tuple):
+        super().__init__(env)
+        self.env.unwrapped.tasks = tasks
 
     def reset(self, *, seed=None, options=None):
         return self.env.reset(seed=seed, options={"task": "random", **(options or {})})
 
 
-def make_train_envs(args: Args) -> gym.vector.SyncVectorEnv:
+def make_train_envs(args: Args, tasks: tuple) -> gym.vector.SyncVectorEnv:
     fns = [
-        lambda: RandomTaskEachEpisode(gym.make(args.env, split="train"))
+        lambda: RandomTaskEachEpisode(gym.make(args.env, split="train"), tasks)
         for _ in range(args.num_envs)
     ]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -273,6 +308,11 @@ def atomic_save(obj, path: Path, save_fn):
     os.replace(tmp, path)
 
 
+def json_args(args: Args) -> dict:
+    """The settings as stored in a checkpoint (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(args).items()}
+
+
 def parse_args(argv=None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for field in dataclasses.fields(Args):
@@ -301,13 +341,12 @@ def main(argv=None):
 
     # ----- setup
     env_class = entry(args.env).env_class
-    train_features = np.stack(
-        [env_class.task_features(p) for p in env_class.split_tasks("train")]
-    ).astype(np.float32)
+    tasks = training_tasks(env_class, args.extra_tasks)
+    train_features = np.stack([env_class.task_features(p) for p in tasks]).astype(np.float32)
     test_features = np.stack(
         [env_class.task_features(p) for p in env_class.split_tasks("test")]
     ).astype(np.float32)
-    envs = make_train_envs(args)
+    envs = make_train_envs(args, tasks)
     eval_envs = [gym.make(args.env, split="test") for _ in range(len(test_features))]
     space = envs.single_action_space
     obs_dim, act_dim = envs.single_observation_space.shape[0], space.shape[0]
@@ -318,8 +357,8 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     actor = Actor(in_dim, act_dim, args.hidden, action_scale, action_bias)
-    qf = TwinQ(in_dim, act_dim, args.hidden)
-    qf_target = TwinQ(in_dim, act_dim, args.hidden)
+    qf = TwinQ(in_dim, act_dim, args.hidden, args.critic_layer_norm)
+    qf_target = TwinQ(in_dim, act_dim, args.hidden, args.critic_layer_norm)
     qf_target.load_state_dict(qf.state_dict())
     qf_target.requires_grad_(False)
     q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)
@@ -332,10 +371,12 @@ def main(argv=None):
 
     if args.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=True)
+        # A setting added after the checkpoint was written counts as its default there.
+        saved = {**json_args(Args()), **ckpt["args"]}
         changed = {
-            k: (ckpt["args"][k], v)
-            for k, v in dataclasses.asdict(args).items()
-            if k not in RESUMABLE_CHANGES and ckpt["args"].get(k) != (list(v) if isinstance(v, tuple) else v)
+            k: (saved[k], v)
+            for k, v in json_args(args).items()
+            if k not in RESUMABLE_CHANGES and saved[k] != v
         }
         if changed:
             sys.exit(f"--resume with different settings (checkpoint, now): {changed}")
@@ -375,7 +416,7 @@ def main(argv=None):
 
     def save_checkpoint():
         state = {
-            "args": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(args).items()},
+            "args": json_args(args),
             "global_step": global_step,
             "updates": updates,
             "updates_due": updates_due,

@@ -67,7 +67,8 @@ def test_load_refuses_wrong_arrays(train_sac, tmp_path):
 def run_trainer(out, steps, *extra):
     cmd = [sys.executable, str(TRAIN_SAC), "--env", "bitr/PointRobot-v0", "--steps", str(steps),
            "--out", str(out), "--hidden", "32", "--batch-size", "32", "--num-envs", "4",
-           "--learning-starts", "200", "--snapshot-fractions", "0.5", "1.0", *extra]
+           "--learning-starts", "200", "--snapshot-fractions", "0.5", "1.0", "--extra-tasks", "20",
+           *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -94,8 +95,30 @@ def test_tiny_run_writes_snapshots_and_resumes(tmp_path):
     assert [int(r["step"]) for r in rows] == [300, 600, 1200]
     assert all(np.isfinite(float(r["test_return_mean"])) for r in rows)
 
+    changed = run_trainer(out, 1800, "--resume", "--critic-layer-norm")  # other networks: refused
+    assert changed.returncode != 0 and "critic_layer_norm" in changed.stderr
+    # a checkpoint written before a setting existed resumes with that setting's default
+    del ckpt["args"]["critic_layer_norm"]
+    torch.save(ckpt, out / "checkpoint" / "state.pt")
+    older = run_trainer(out, 1500, "--resume")
+    assert older.returncode == 0, older.stderr
+
     policy = MLPPolicy.load(out / "step_1200.npz")
     env = gym.make("bitr/PointRobot-v0", split="test")
     obs, info = env.reset(seed=0, options={"task": 2})
     features = env.unwrapped.task_features(env.unwrapped.task)
     assert env.action_space.contains(policy.act(obs, features).astype(env.action_space.dtype))
+
+
+def test_extra_training_tasks_come_from_the_sampler_and_never_are_test_tasks(train_sac):
+    env_class = gym.make("bitr/WalkerParam-v0").unwrapped.__class__
+    tasks = train_sac.training_tasks(env_class, 50)
+    features = np.stack([env_class.task_features(t) for t in tasks])
+    train = np.stack([env_class.task_features(t) for t in env_class.split_tasks("train")])
+    test = np.stack([env_class.task_features(t) for t in env_class.split_tasks("test")])
+    assert len(tasks) == 80 and np.array_equal(features[:30], train)
+    assert len(np.unique(features, axis=0)) == 80  # fresh draws, no repeats
+    assert not (features[:, None] == test[None]).all(-1).any()
+    # the same pool every time, so a resumed run trains on the same tasks
+    again = np.stack([env_class.task_features(t) for t in train_sac.training_tasks(env_class, 50)])
+    assert np.array_equal(features, again)
