@@ -98,7 +98,8 @@ class Args:
 
 
 # Fields that may differ between a run and its --resume (everything else must match).
-RESUMABLE_CHANGES = {"steps", "resume", "checkpoint_every_s", "log_every_s"}
+# extra_tasks may only grow: the pool keeps its first tasks, so stored task indices stay valid.
+RESUMABLE_CHANGES = {"steps", "resume", "checkpoint_every_s", "log_every_s", "extra_tasks"}
 
 PROGRESS_COLUMNS = {
     "step": "env steps so far (summed over the vector envs); the snapshot is step_<step>.npz",
@@ -174,12 +175,12 @@ class TwinQ(nn.Module):
     def __init__(self, in_dim: int, act_dim: int, hidden: int, layer_norm: bool = False):
         super().__init__()
 
-        def norm():  # without affine parameters, so the two critics share nothing
-            return nn.LayerNorm(hidden, elementwise_affine=False) if layer_norm else nn.Identity()
-
+        # LayerNorm without affine parameters, so the two critics share nothing; without it the
+        # layers keep the indices that checkpoints from before the option was added use
+        norm = [nn.LayerNorm(hidden, elementwise_affine=False)] if layer_norm else []
         self.net = nn.Sequential(
-            EnsembleLinear(2, in_dim + act_dim, hidden), norm(), nn.ReLU(),
-            EnsembleLinear(2, hidden, hidden), norm(), nn.ReLU(),
+            EnsembleLinear(2, in_dim + act_dim, hidden), *norm, nn.ReLU(),
+            EnsembleLinear(2, hidden, hidden), *norm, nn.ReLU(),
             EnsembleLinear(2, hidden, 1),
         )
 
@@ -380,6 +381,9 @@ def main(argv=None):
         }
         if changed:
             sys.exit(f"--resume with different settings (checkpoint, now): {changed}")
+        if args.extra_tasks < saved["extra_tasks"]:
+            sys.exit(f"--resume with --extra-tasks {args.extra_tasks}: the checkpoint trained on "
+                     f"{saved['extra_tasks']}; the pool may grow, not shrink.")
         actor.load_state_dict(ckpt["actor"])
         qf.load_state_dict(ckpt["qf"])
         qf_target.load_state_dict(ckpt["qf_target"])

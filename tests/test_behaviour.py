@@ -97,6 +97,8 @@ def test_tiny_run_writes_snapshots_and_resumes(tmp_path):
 
     changed = run_trainer(out, 1800, "--resume", "--critic-layer-norm")  # other networks: refused
     assert changed.returncode != 0 and "critic_layer_norm" in changed.stderr
+    fewer = run_trainer(out, 1800, "--resume", "--extra-tasks", "5")  # stored task ids would dangle
+    assert fewer.returncode != 0 and "may grow, not shrink" in fewer.stderr
     # a checkpoint written before a setting existed resumes with that setting's default
     del ckpt["args"]["critic_layer_norm"]
     torch.save(ckpt, out / "checkpoint" / "state.pt")
