@@ -462,9 +462,13 @@ def main(argv=None) -> int:
     run.add_argument("--profile", default="quick", choices=list(PROFILES))
     run.add_argument("--out", required=True)
     run.add_argument("--seed", type=int, default=0)
+    overridable = run.add_argument_group(
+        "profile settings", "override one setting of --profile (the Config dataclass in bitr_agent/train.py says "
+        "what each does); a finished run continues with a larger --sac-iterations")
     for field in dataclasses.fields(Config):
         if field.name not in ("dataset", "seed"):
-            run.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=None, help=argparse.SUPPRESS)
+            overridable.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=None,
+                                     metavar=type(field.default).__name__.upper())
     args = parser.parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if f.name not in ("dataset", "seed") and getattr(args, f.name) is not None}
