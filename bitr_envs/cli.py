@@ -248,7 +248,7 @@ def _evaluate(args) -> int:
     chosen = suite(args.suite)
     submission = {"name": args.name or args.agent, "agent": args.agent, "checkpoint": args.checkpoint,
                   "agent_args": agent_args}
-    with tqdm(total=planned_episodes(chosen, args.envs), desc=f"{chosen.name} suite", unit="episode") as bar:
+    with tqdm(total=planned_episodes(chosen, args.envs, args.out), desc=f"{chosen.name} suite", unit="episode") as bar:
         result = evaluate(chosen, submission, args.out, jobs=args.jobs, executor=args.executor, progress=bar.update,
                           env_ids=args.envs)
     print(f"\n{submission['name']} on the {chosen.name} suite (normalised score: 0 = random, 100 = expert); "

@@ -22,6 +22,7 @@ CHEETAH = "bitr/cheetah-vel/test-iid-tiny-v0"
 HOPPER = "bitr/hopper-param/test-iid-tiny-v0"
 CHEETAH_DIR = "bitr/cheetah-dir/test-iid-tiny-v0"
 ANT = "bitr/ant-dir/test-iid-tiny-v0"
+WALKER = "bitr/walker-param/train-iid-tiny-v0"  # train split: where the training data comes from
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER, CHEETAH_DIR, ANT):
+        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER, CHEETAH_DIR, ANT, WALKER):
             datasets.build(dataset_id)
         yield root
 
@@ -135,6 +136,9 @@ def test_sac_behaviour_policies_are_ordered_by_quality(root):
     assert len(data.tasks) == 2  # backward and forward, in every split
     mean, data = mean_return_per_behaviour(ANT)
     assert mean["random"] + 150 < mean["early"] < mean["medium"] - 100 < mean["expert"] - 130
+    mean, data = mean_return_per_behaviour(WALKER)
+    assert mean["random"] + 50 < mean["early"] < mean["medium"] - 40 < mean["expert"] - 100
+    assert any(t.terminals.any() for t in data.tasks)  # walkers fall too
 
 
 def test_same_recipe_gives_identical_arrays(root, tmp_path, monkeypatch):

@@ -260,12 +260,18 @@ def _check_datasets(dataset_ids) -> None:
         )
 
 
-def planned_episodes(suite: Suite, env_ids: Sequence[str] | None = None) -> int:
-    """How many episodes the suite (or its units of `env_ids`) plays, for progress bars."""
+def planned_episodes(suite: Suite, env_ids: Sequence[str] | None = None, out: str | Path | None = None) -> int:
+    """How many episodes the suite (or its units of `env_ids`) plays, for progress bars; with the
+    result file `out` of a resumed run, only its units not finished yet."""
     from bitr_envs.registry import entry
 
+    finished = set()
+    if out is not None and Path(out).exists():
+        finished = {u["unit_id"] for u in load_result(out)["units"] if u["status"] == "ok"}
     n = 0
     for unit in selected_units(suite, env_ids):
+        if unit.unit_id in finished:
+            continue
         n_tasks = len(entry(unit.env_id).env_class.split_tasks(unit.split))
         per = unit.episodes + (unit.explore_episodes if unit.protocol == "online" else 0)
         n += n_tasks * len(suite.seeds) * per
