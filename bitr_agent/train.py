@@ -22,6 +22,7 @@ import argparse
 import copy
 import csv
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -388,6 +389,8 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
         iteration = state["iteration"]
         print(f"resumed from {checkpoint} at iteration {iteration}")
     sampler = Sampler(tasks, cfg, rng)
+    # No value can exceed the largest reward's discounted sum; ten times that is divergence.
+    q_limit = 10 * max(1.0, float(np.abs(np.concatenate([t.rewards for t in data.tasks])).max())) / (1 - cfg.gamma)
 
     total = cfg.wm_iterations + cfg.sac_iterations
     metrics_path = out / "metrics.csv"
@@ -406,11 +409,36 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
             _append_csv(metrics_path, row)
             if progress:
                 print(f"[{iteration}/{total}] {phase}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items() if isinstance(v, float)), flush=True)
+            check_health(last, phase, iteration, cfg, q_limit, out)
         if iteration % cfg.checkpoint_every == 0 or iteration == total:
             save_checkpoint(checkpoint, learner, cfg, iteration, rng)
     agent = _agent_weights(learner, cfg, data, obs_mean, obs_std, action_scale, sampler)
     _atomic_save(agent, out / "agent.pt")
     return last
+
+
+class TrainingFailed(RuntimeError):
+    """Training went somewhere no later update recovers from; no agent.pt is written."""
+
+
+def check_health(losses: dict, phase: str, iteration: int, cfg: Config, q_limit: float, out: Path) -> None:
+    """Stop a run whose encoder collapsed or whose critic diverged, instead of writing a useless agent."""
+    where = f"{out} at iteration {iteration} ({phase} phase)"
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingFailed(f"{where}: non-finite {', '.join(bad)}. Rerun into a new --out with another "
+                             f"--seed or a lower learning rate (--wm-lr / --lr).")
+    chance = math.log(cfg.task_batch)  # InfoNCE when every task gets the same z
+    if phase == "representation" and iteration >= cfg.wm_iterations // 5 and abs(losses["contrastive"] - chance) < 1e-3:
+        raise TrainingFailed(
+            f"{where}: the task encoder collapsed: every task gets the same z (InfoNCE = ln({cfg.task_batch}) = "
+            f"{chance:.3f}), so no context can inform the policy. Seen when the behaviour adversary's reversed "
+            f"gradient wins early (Point-Robot-Sparse, lite profile, --seed 1; --wm-lr 0.0003 or --adversary-weight 0 "
+            f"avoided it there). Rerun into a new --out with one of those or another --seed.")
+    if phase == "policy" and abs(losses["q"]) > q_limit:
+        raise TrainingFailed(
+            f"{where}: the critic diverged (mean Q {losses['q']:.3g}, while no return can exceed "
+            f"{q_limit / 10:.3g}). Rerun into a new --out with another --seed, a larger --cql-weight or a lower --lr.")
 
 
 def _held_out(dataset_id: str, obs_mean, obs_std, action_scale, history: int):
@@ -473,7 +501,11 @@ def main(argv=None) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if f.name not in ("dataset", "seed") and getattr(args, f.name) is not None}
     cfg = dataclasses.replace(PROFILES[args.profile], dataset=args.dataset, seed=args.seed, **overrides)
-    train(cfg, Path(args.out))
+    try:
+        train(cfg, Path(args.out))
+    except TrainingFailed as err:
+        print(f"bitr-agent train: {err}", file=sys.stderr)
+        return 1
     print(f"agent written to {Path(args.out) / 'agent.pt'}; evaluate it with "
           f"`bitr evaluate --agent bitr_agent:load --checkpoint {args.out} --suite lite --out {args.out}/result.json`")
     return 0

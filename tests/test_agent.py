@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from bitr_agent import CheckpointError, load  # noqa: E402
 from bitr_agent.model import Actor, Critics, TaskEncoder, WorldModel, info_nce, reverse_gradient  # noqa: E402
-from bitr_agent.train import BITR, PROFILES, Sampler, TaskArrays, train  # noqa: E402
+from bitr_agent import train as train_module  # noqa: E402
+from bitr_agent.train import BITR, PROFILES, Sampler, TaskArrays, TrainingFailed, train  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_envs.evaluation import evaluate, suite, validate  # noqa: E402
 
@@ -128,6 +129,28 @@ def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, t
     assert not torch.equal(extended["actor"]["trunk.0.weight"], whole["actor"]["trunk.0.weight"])
     with pytest.raises(ValueError, match="can only grow"):
         train(SMALL, interrupted, progress=False)
+
+
+def diverged_policy_update(q):
+    def update_policy(self, sampler):
+        return {"bellman": 1.0, "cql_penalty": 0.0, "actor": 0.0, "alpha": 0.1, "q": q}
+    return update_policy
+
+
+@pytest.mark.parametrize("failure, message", [
+    ("collapse", r"iteration 20 \(representation phase\): the task encoder collapsed.*ln\(8\) = 2.079"),
+    ("diverged", r"iteration 60 \(policy phase\): the critic diverged \(mean Q 1e\+12"),
+    ("nan", r"iteration 60 \(policy phase\): non-finite q"),
+])
+def test_a_collapsed_or_diverged_run_stops_with_a_clear_error_and_no_agent(failure, message, tmp_path, monkeypatch):
+    if failure == "collapse":  # every task's z is 0: InfoNCE sits exactly at chance
+        monkeypatch.setattr(train_module, "encode", lambda encoder, context: 0 * encoder(
+            context["obs"], context["act"], context["rew"], context["next_obs"]))
+    else:
+        monkeypatch.setattr(BITR, "update_policy", diverged_policy_update(1e12 if failure == "diverged" else float("nan")))
+    with pytest.raises(TrainingFailed, match=message):
+        train(SMALL, tmp_path / failure, progress=False)
+    assert not (tmp_path / failure / "agent.pt").exists()
 
 
 def test_metrics_log_has_the_diagnostics(trained):
