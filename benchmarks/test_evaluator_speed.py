@@ -11,9 +11,9 @@ import gymnasium as gym
 import pytest
 
 import bitr_envs  # noqa: F401
-from bitr_envs.evaluation.agents import RandomAgent
-from bitr_envs.evaluation.runner import run_unit
-from bitr_envs.evaluation.suites import Unit
+from bitr_eval.agents import RandomAgent
+from bitr_eval.runner import run_unit
+from bitr_eval.suites import Unit
 
 ENV = "bitr/CheetahVel-v0"
 

@@ -5,7 +5,7 @@ from the same distribution): the actor and the critics see the observation conca
 `task_features(task)`. N envs run in a SyncVectorEnv, each drawing a new random task of the
 pool at every episode start.
 
-    python datasets/train_sac.py --env bitr/CheetahVel-v0 --steps 500000 --out datasets/policies/cheetah-vel
+    python datasets/train_sac.py --env bitr/CheetahVel-v0 --steps 500000 --out bitr_envs/datasets/cards/policies/cheetah-vel
     python datasets/train_sac.py ... --resume        # continue from --out/checkpoint/ after a kill
 
 Writes into --out:
@@ -57,7 +57,7 @@ class Args:
     """the bitr env id (all 30 of its `train` tasks are trained at once)"""
     steps: int = 500_000
     """total env steps, summed over the vector envs"""
-    out: str = "datasets/policies/cheetah-vel"
+    out: str = "bitr_envs/datasets/cards/policies/cheetah-vel"
     """output directory: snapshots, progress.csv, checkpoint/"""
     resume: bool = False
     """continue from --out/checkpoint/state.pt (starts fresh if there is none)"""

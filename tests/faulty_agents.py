@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from bitr_envs.evaluation.agents import RandomAgent
+from bitr_eval.agents import RandomAgent
 
 
 class FaultyAgent(RandomAgent):

@@ -15,7 +15,7 @@ from bitr_agent.model import Actor, Critics, TaskEncoder, WorldModel, info_nce, 
 from bitr_agent import train as train_module  # noqa: E402
 from bitr_agent.train import BITR, PROFILES, Sampler, TaskArrays, TrainingFailed, train  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
-from bitr_envs.evaluation import evaluate, suite, validate  # noqa: E402
+from bitr_eval import evaluate, suite, validate  # noqa: E402
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
 SMALL = dataclasses.replace(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bitr_envs import datasets
-from bitr_envs.cli import main as bitr_main
+from bitr_eval.cli import main as bitr_main
 from bitr_envs.datasets import DatasetError
 from bitr_envs.datasets import collect as collect_module
 from bitr_envs.datasets.recipes import all_recipes, recipe
@@ -124,7 +124,7 @@ def mean_return_per_behaviour(dataset_id):
 
 
 def test_sac_behaviour_policies_are_ordered_by_quality(root):
-    # The committed snapshots in datasets/policies/ must keep their quality levels.
+    # The committed snapshots in bitr_envs/datasets/cards/policies/ must keep their quality levels.
     mean, data = mean_return_per_behaviour(CHEETAH)
     assert mean["random"] + 150 < mean["early"] < mean["medium"] - 20 < mean["expert"] - 30
     assert all(len(t) == 4 * 200 for t in data.tasks) and not any(t.terminals.any() for t in data.tasks)
@@ -240,7 +240,7 @@ def test_dataset_ids_and_bad_ids():
 def test_bad_recipe_cards_are_refused(tmp_path, monkeypatch):
     from bitr_envs.datasets import recipes
 
-    card = (Path(recipes.__file__).parents[2] / "datasets" / "point-robot.toml").read_text()
+    card = (recipes.recipes_dir() / "point-robot.toml").read_text()
     monkeypatch.setenv("BITR_RECIPES", str(tmp_path))
     (tmp_path / "bad.toml").write_text(card.replace('detour = 0.34', 'expert = 0.34'))
     with pytest.raises(ValueError, match=r"bad.toml: behaviours \['expert'\] are in both pools"):

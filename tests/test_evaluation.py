@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from bitr_envs import datasets
-from bitr_envs.cli import main as bitr_main
-from bitr_envs.evaluation import ResultError, evaluate, load_result, suite, validate
-from bitr_envs.evaluation.agents import load_factory
-from bitr_envs.evaluation.runner import planned_episodes
-from bitr_envs.evaluation.worker import start_seed
+from bitr_eval.cli import main as bitr_main
+from bitr_eval import ResultError, evaluate, load_result, suite, validate
+from bitr_eval.agents import load_factory
+from bitr_eval.runner import planned_episodes
+from bitr_eval.worker import start_seed
 
 TESTS = Path(__file__).parent
 FAULTY = f"{TESTS / 'faulty_agents.py'}:make"
@@ -77,7 +77,7 @@ def test_anchor_agents_give_valid_results_near_0_and_100(tmp_path):
 
 
 def test_context_never_reveals_the_behaviour_policy():
-    from bitr_envs.evaluation.worker import draw_context
+    from bitr_eval.worker import draw_context
 
     data = datasets.load(TINY.units[0].context_dataset)
     context = draw_context(data.tasks[2], 5, np.random.default_rng(0))
@@ -154,7 +154,7 @@ def test_a_suite_runs_in_pieces_one_family_at_a_time(tmp_path):
 def test_a_killed_evaluation_resumes_to_the_same_result(tmp_path):
     uninterrupted = without_timing(run("random", tmp_path / "whole.json"))
     out = tmp_path / "killed.json"
-    command = [sys.executable, "-m", "bitr_envs.cli", "evaluate", "--agent", "random", "--suite", "tiny",
+    command = [sys.executable, "-m", "bitr_eval.cli", "evaluate", "--agent", "random", "--suite", "tiny",
                "--out", str(out), "--jobs", "1", "--name", "random"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120

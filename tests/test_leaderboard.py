@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from bitr_envs.cli import main
-from bitr_envs.evaluation.leaderboard import render, slug
-from bitr_envs.evaluation.results import SCHEMA_VERSION, validate, write_json_atomic
-from bitr_envs.evaluation.runner import aggregates
-from bitr_envs.evaluation.stats import summarize
-from bitr_envs.evaluation.suites import suite
+from bitr_eval.cli import main
+from bitr_eval.leaderboard import render, slug
+from bitr_eval.results import SCHEMA_VERSION, validate, write_json_atomic
+from bitr_eval.runner import aggregates
+from bitr_eval.stats import summarize
+from bitr_eval.suites import suite
 
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_FAILURE = "agent.act raised ValueError: <img src=x onerror=alert(2)>\nTraceback | `more`"

@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import bitr_envs
-from bitr_envs.cli import main as bitr_main
+from bitr_eval.cli import main as bitr_main
 from conftest import ALL_IDS
 
 EXPECTED_IDS = {

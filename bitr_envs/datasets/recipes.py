@@ -1,4 +1,4 @@
-"""Dataset recipes: the TOML cards in the repository's `datasets/` folder.
+"""Dataset recipes: the TOML cards in `bitr_envs/datasets/cards/`, installed with the package.
 
 A card describes one family's behaviour policies, its `iid` and `ood` behaviour pools and its
 size profiles; every (env id, split, pool, profile) it allows is one dataset, with the id
@@ -12,6 +12,7 @@ training data; the `test-*` and `ood-*` ones give the evaluator its offline cont
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -34,10 +35,10 @@ _ID = re.compile(r"^bitr/(?P<env>[a-z0-9-]+)/(?P<split>[a-z]+)-(?P<pool>[a-z]+)-
 
 
 def recipes_dir() -> Path:
-    """Where the cards are: $BITR_RECIPES, else the `datasets/` folder shipped with the code."""
+    """Where the cards are: $BITR_RECIPES, else the `cards/` folder installed with this package."""
     if "BITR_RECIPES" in os.environ:
         return Path(os.environ["BITR_RECIPES"])
-    return Path(__file__).resolve().parents[2] / "datasets"
+    return Path(str(importlib.resources.files("bitr_envs.datasets") / "cards"))
 
 
 def env_slug(env_id: str) -> str:

@@ -14,7 +14,7 @@ import zlib
 import gymnasium as gym
 import numpy as np
 
-from bitr_envs.evaluation.suites import Unit
+from bitr_eval.suites import Unit
 
 
 class AgentFault(Exception):
@@ -66,7 +66,7 @@ def start_seed(unit: Unit, seed: int, task: int, phase: str, k: int) -> int:
 def play_unit(unit: Unit, seeds, submission: dict, report) -> None:
     """Play every task x seed of `unit`; `report(kind, payload)` receives each episode."""
     from bitr_envs.datasets import load
-    from bitr_envs.evaluation.agents import make_agent
+    from bitr_eval.agents import make_agent
 
     env = gym.make(unit.env_id, split=unit.split)
     env_class = type(env.unwrapped)

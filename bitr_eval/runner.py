@@ -26,10 +26,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from bitr_envs.evaluation.results import SCHEMA_VERSION, load_result, write_json_atomic
-from bitr_envs.evaluation.stats import summarize
-from bitr_envs.evaluation.suites import PROTOCOLS, Suite, Unit
-from bitr_envs.evaluation.worker import worker_main
+from bitr_eval.results import SCHEMA_VERSION, load_result, write_json_atomic
+from bitr_eval.stats import summarize
+from bitr_eval.suites import PROTOCOLS, Suite, Unit
+from bitr_eval.worker import worker_main
 
 STARTUP_LIMIT_S = 300.0  # importing the agent and loading its context data
 
@@ -206,7 +206,7 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
              progress: Progress = None, env_ids: Sequence[str] | None = None) -> dict:
     """Run (or resume) `suite` (or only its units of `env_ids`) for `submission` and write the
     result file `out`."""
-    from bitr_envs.evaluation.agents import load_factory
+    from bitr_eval.agents import load_factory
 
     submission = {"checkpoint": None, "agent_args": {}, **submission}
     submission["privileged"] = bool(getattr(load_factory(submission["agent"]), "privileged", False))

@@ -31,8 +31,8 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 BUILT_IN = {
-    "random": "bitr_envs.evaluation.agents:RandomAgent",
-    "oracle": "bitr_envs.evaluation.agents:OracleAgent",
+    "random": "bitr_eval.agents:RandomAgent",
+    "oracle": "bitr_eval.agents:OracleAgent",
 }
 
 

@@ -4,10 +4,10 @@ isolated and resumable runs, honest statistics, and result files for the leaderb
     bitr evaluate --agent my_pkg.agent:make --checkpoint run/ckpt --suite lite --out runs/mine.json
 """
 
-from bitr_envs.evaluation.agents import Agent, OracleAgent, RandomAgent, load_factory
-from bitr_envs.evaluation.results import ResultError, load_result, validate
-from bitr_envs.evaluation.runner import evaluate
-from bitr_envs.evaluation.suites import PROTOCOLS, SUITES, Suite, Unit, suite
+from bitr_eval.agents import Agent, OracleAgent, RandomAgent, load_factory
+from bitr_eval.results import ResultError, load_result, validate
+from bitr_eval.runner import evaluate
+from bitr_eval.suites import PROTOCOLS, SUITES, Suite, Unit, suite
 
 __all__ = [
     "PROTOCOLS", "SUITES", "Agent", "OracleAgent", "RandomAgent", "ResultError", "Suite", "Unit",
