@@ -444,7 +444,7 @@ def check_health(losses: dict, phase: str, iteration: int, cfg: Config, max_retu
 def _held_out(dataset_id: str, obs_mean, obs_std, action_scale, history: int):
     """The same family's test-task data, for diagnostics only (never trained on)."""
     from bitr_envs import datasets
-    from bitr_envs.datasets.loader import exists
+    from bitr_envs.datasets.storage import exists
 
     held_out_id = dataset_id.replace("/train-", "/test-")
     if held_out_id == dataset_id or not exists(held_out_id):

@@ -14,9 +14,6 @@
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -110,7 +107,8 @@ def _dataset_ids(patterns: Sequence[str]) -> list[str]:
 
 def _datasets_list(args) -> int:
     from bitr_envs.datasets import all_recipes
-    from bitr_envs.datasets.loader import exists, read_metadata
+    from bitr_envs.datasets.loader import read_metadata
+    from bitr_envs.datasets.storage import exists
 
     rows = []
     for r in all_recipes():
@@ -133,7 +131,7 @@ def _datasets_build(args) -> int:
 
     from bitr_envs.datasets import build
     from bitr_envs.datasets.collect import planned_steps
-    from bitr_envs.datasets.loader import exists
+    from bitr_envs.datasets.storage import exists
 
     for dataset_id in _dataset_ids(args.ids):
         if exists(dataset_id) and not args.force:
@@ -148,7 +146,8 @@ def _datasets_build(args) -> int:
 
 def _datasets_info(args) -> int:
     from bitr_envs.datasets import load
-    from bitr_envs.datasets.loader import dataset_path, read_metadata
+    from bitr_envs.datasets.loader import read_metadata
+    from bitr_envs.datasets.storage import dataset_path
 
     metadata = read_metadata(args.dataset_id)
     data = load(args.dataset_id)

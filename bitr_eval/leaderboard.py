@@ -20,7 +20,8 @@ import math
 import re
 from pathlib import Path
 
-from bitr_eval.results import ResultError, load_result, write_json_atomic
+from bitr_envs.datasets.storage import write_json_atomic
+from bitr_eval.results import ResultError, load_result
 from bitr_eval.suites import PROTOCOLS, SUITES
 
 RESULTS = "results"  # the filed results, one folder per suite

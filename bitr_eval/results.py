@@ -7,8 +7,6 @@ reads one validates it against `SCHEMA` first (`load_result`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -128,17 +126,3 @@ def load_result(path: str | Path) -> dict:
     return result
 
 
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write so that `path` holds the old or the new content, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

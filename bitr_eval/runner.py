@@ -26,7 +26,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from bitr_eval.results import SCHEMA_VERSION, load_result, write_json_atomic
+from bitr_envs.datasets.storage import write_json_atomic
+from bitr_eval.results import SCHEMA_VERSION, load_result
 from bitr_eval.stats import summarize
 from bitr_eval.suites import PROTOCOLS, Suite, Unit
 from bitr_eval.worker import worker_main
@@ -249,7 +250,7 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
 
 
 def _check_datasets(dataset_ids) -> None:
-    from bitr_envs.datasets.loader import exists
+    from bitr_envs.datasets.storage import exists
 
     missing = [d for d in dataset_ids if not exists(d)]
     if missing:

@@ -11,7 +11,8 @@ import pytest
 
 from bitr_eval.cli import main
 from bitr_eval.leaderboard import render, slug
-from bitr_eval.results import SCHEMA_VERSION, validate, write_json_atomic
+from bitr_envs.datasets.storage import write_json_atomic
+from bitr_eval.results import SCHEMA_VERSION, validate
 from bitr_eval.runner import aggregates
 from bitr_eval.stats import summarize
 from bitr_eval.suites import suite

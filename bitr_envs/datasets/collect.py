@@ -11,24 +11,21 @@ only when it is complete, so an interrupted build never leaves a dataset that lo
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import os
 import shutil
 import tempfile
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import gymnasium as gym
 import numpy as np
 
 from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise, make_behaviours
 from bitr_envs.datasets.recipes import Recipe, recipe, recipes_dir
+from bitr_envs.datasets.storage import DATA_FILE, FORMAT_VERSION, content_sha256, datasets_root, file_sha256, install, minari_root_at
 
-FORMAT_VERSION = 1  # of the bitr_* metadata and infos layout
 Progress = Optional[Callable[[int], None]]  # called with the number of steps just collected
 
 
@@ -190,35 +187,6 @@ def _env_class(env_id: str):
 
 
 # ----- writing --------------------------------------------------------------------------------
-def datasets_root() -> Path:
-    """Minari's local root ($MINARI_DATASETS_PATH, else ~/.minari/datasets)."""
-    from minari.storage.datasets_root_dir import get_dataset_path
-
-    return get_dataset_path()
-
-
-@contextmanager
-def minari_root_at(path: Path) -> Iterator[None]:
-    """Point Minari's local root at `path` for the duration (Minari reads it from the env)."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["MINARI_DATASETS_PATH"]
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviours: dict[str, Behaviour]) -> Path:
     """Write the episodes as the Minari dataset `r.dataset_id`, atomically; returns its folder."""
     import minari
@@ -273,29 +241,13 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                     "bitr_behaviours": [b for b in behaviours],
                     "bitr_pool_behaviours": sorted(r.shares),
                     "bitr_reference_returns": references,
-                    "bitr_data_sha256": file_sha256(data_path / "main_data.hdf5"),
+                    "bitr_data_sha256": file_sha256(data_path / DATA_FILE),
                 }
             )
+            dataset.storage.update_metadata({"bitr_content_sha256": content_sha256(dataset.storage.metadata)})
         return install(scratch, r.dataset_id)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def install(scratch: Path, dataset_id: str) -> Path:
-    """Move a finished dataset from a scratch Minari root into the real one (same filesystem,
-    so the dataset appears whole or not at all), with any namespace metadata it needs."""
-    root = datasets_root()
-    for namespace_file in scratch.glob("**/namespace_metadata.json"):
-        target = root / namespace_file.relative_to(scratch)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(namespace_file, target)
-    final = root / dataset_id
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(scratch / dataset_id, final)
-    return final
 
 
 def _description(r: Recipe) -> str:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from bitr_envs.datasets.collect import FORMAT_VERSION, datasets_root, file_sha256
+from bitr_envs.datasets.storage import (FORMAT_VERSION, content_sha256, data_file, datasets_root, file_sha256,
+                                        metadata_file, pinned)
 
 
 class DatasetError(Exception):
@@ -94,13 +94,9 @@ class OfflineData:
         return 100.0 * (episode_return - low) / (high - low)
 
 
-def dataset_path(dataset_id: str) -> Path:
-    return datasets_root() / dataset_id
-
-
 def read_metadata(dataset_id: str) -> dict:
     """The dataset's metadata.json, or a DatasetError that says how to get the dataset."""
-    path = dataset_path(dataset_id) / "data" / "metadata.json"
+    path = metadata_file(dataset_id)
     if not path.exists():
         raise DatasetError(
             f"Dataset {dataset_id} is not in the local Minari root ({datasets_root()}). Build it "
@@ -176,18 +172,30 @@ def load(dataset_id: str) -> OfflineData:
 
 
 def verify(dataset_id: str) -> list[str]:
-    """Every problem found with a local dataset (empty when it is intact)."""
+    """Every problem found with a local dataset (empty when it is intact): its files against the
+    checksums recorded at build time, against the benchmark's pinned checksums, and a full read."""
     try:
         metadata = read_metadata(dataset_id)
     except DatasetError as err:
         return [str(err)]
+    path = data_file(dataset_id)
+    if not path.exists():
+        return [f"{path} is missing. {_fixes(dataset_id)}"]
     problems = []
-    data_file = dataset_path(dataset_id) / "data" / "main_data.hdf5"
-    if not data_file.exists():
-        return [f"{data_file} is missing. {_fixes(dataset_id)}"]
-    if file_sha256(data_file) != metadata.get("bitr_data_sha256"):
+    data_sha256 = file_sha256(path)
+    if data_sha256 != metadata.get("bitr_data_sha256"):
+        problems.append(f"{path} does not match the checksum recorded when it was built. {_fixes(dataset_id)}")
+    content = content_sha256(metadata)
+    if content != metadata.get("bitr_content_sha256"):
+        problems.append(f"{metadata_file(dataset_id)} was changed after the dataset was built (its reference "
+                        f"returns or recipe fields no longer match its checksum). {_fixes(dataset_id)}")
+    expected = pinned(dataset_id)
+    if expected is not None and not problems and (expected["data_sha256"], expected["content_sha256"]) != (data_sha256, content):
         problems.append(
-            f"{data_file} does not match the checksum recorded when it was built. {_fixes(dataset_id)}"
+            f"{dataset_id} is intact but is not the benchmark's dataset: its checksums (data {data_sha256[:12]}, "
+            f"content {content[:12]}) differ from the pinned ones (data {expected['data_sha256'][:12]}, content "
+            f"{expected['content_sha256'][:12]}), so it came from another recipe, code version or mirror. "
+            f"{_fixes(dataset_id)}"
         )
     if not problems:
         try:
@@ -195,7 +203,3 @@ def verify(dataset_id: str) -> list[str]:
         except DatasetError as err:
             problems.append(str(err))
     return problems
-
-
-def exists(dataset_id: str, root: Optional[Path] = None) -> bool:
-    return ((root or datasets_root()) / dataset_id / "data" / "metadata.json").exists()

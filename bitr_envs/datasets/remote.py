@@ -22,8 +22,8 @@ from typing import Iterable, Iterator, Optional
 from minari.storage.remotes import _registry as minari_remotes
 from minari.storage.remotes.cloud_storage import CloudStorage
 
-from bitr_envs.datasets.collect import minari_root_at, datasets_root, install
-from bitr_envs.datasets.loader import DatasetError, dataset_path, verify
+from bitr_envs.datasets.storage import dataset_path, datasets_root, install, minari_root_at
+from bitr_envs.datasets.loader import DatasetError, verify
 
 NAMESPACE_FILE = "namespace_metadata.json"
 

@@ -1,0 +1,140 @@
+"""Where datasets live on disk and how their bytes are written and checked, in one place.
+
+- The local Minari root (`$MINARI_DATASETS_PATH`, else `~/.minari/datasets`) and a dataset's
+  folder in it.
+- Atomic writes: a file holds its old content or its new one, never half of either; a dataset
+  folder appears whole or not at all (`install`).
+- Checksums: `data_sha256` is the hash of the episode file; `content_sha256` covers that hash
+  and every BITR field of the metadata (reference returns, behaviours, recipe hash), so an edit
+  of either is caught. The benchmark's datasets have both pinned in `cards/pins.json`: a mirror
+  or a local edit that changes a byte is refused, whoever built it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Callable, Iterator, Optional
+
+FORMAT_VERSION = 1  # of the bitr_* metadata and infos layout
+DATA_FILE = "main_data.hdf5"
+METADATA_FILE = "metadata.json"
+
+
+def datasets_root() -> Path:
+    """Minari's local root ($MINARI_DATASETS_PATH, else ~/.minari/datasets)."""
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return get_dataset_path()
+
+
+def dataset_path(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def data_file(dataset_id: str) -> Path:
+    return dataset_path(dataset_id) / "data" / DATA_FILE
+
+
+def metadata_file(dataset_id: str) -> Path:
+    return dataset_path(dataset_id) / "data" / METADATA_FILE
+
+
+def exists(dataset_id: str, root: Optional[Path] = None) -> bool:
+    return ((root or datasets_root()) / dataset_id / "data" / METADATA_FILE).exists()
+
+
+@contextmanager
+def minari_root_at(path: Path) -> Iterator[None]:
+    """Point Minari's local root at `path` for the duration (Minari reads it from the env)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write(file)` on a scratch file beside `path`, then move it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=1, allow_nan=False).encode()))
+
+
+def install(scratch: Path, dataset_id: str) -> Path:
+    """Move a finished dataset from a scratch Minari root into the real one (same filesystem,
+    so the dataset appears whole or not at all), with any namespace metadata it needs."""
+    root = datasets_root()
+    for namespace_file in scratch.glob("**/namespace_metadata.json"):
+        target = root / namespace_file.relative_to(scratch)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(namespace_file, target)
+    final = root / dataset_id
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch / dataset_id, final)
+    return final
+
+
+# ----- checksums ------------------------------------------------------------------------------
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_sha256(metadata: dict) -> str:
+    """The hash of a dataset's BITR metadata (which records its data file's hash) and of its
+    reference scores: what a score computed from the dataset depends on."""
+    covered = {k: v for k, v in metadata.items() if k.startswith("bitr_") and k != "bitr_content_sha256"}
+    covered["ref_min_score"] = metadata.get("ref_min_score")
+    covered["ref_max_score"] = metadata.get("ref_max_score")
+    return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
+
+
+def file_hashes(dataset_id: str) -> dict[str, str]:
+    """The checksums of a local dataset, computed from its files now (not read from them)."""
+    with open(metadata_file(dataset_id)) as f:
+        metadata = json.load(f)
+    return {"data_sha256": file_sha256(data_file(dataset_id)), "content_sha256": content_sha256(metadata)}
+
+
+PINS_FILE = "pins.json"
+
+
+def pins() -> dict[str, dict[str, str]]:
+    """dataset id -> the checksums the benchmark expects (`cards/pins.json`)."""
+    text = (importlib.resources.files("bitr_envs.datasets") / "cards" / PINS_FILE).read_text()
+    return json.loads(text)
+
+
+def pinned(dataset_id: str) -> Optional[dict[str, str]]:
+    """The pinned checksums of `dataset_id`, or None for a dataset the benchmark does not pin."""
+    return pins().get(dataset_id)
