@@ -22,7 +22,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from bitr_envs.datasets.recipes import env_slug
+from bitr_envs.datasets.ids import env_slug
 
 PROTOCOLS = ("offline-iid", "offline-ood", "online")
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bitr_envs.datasets.recipes import RecipeCard
 
 # (observations (n, d), task features (n, k)) -> actions (n, a) in the env's action units
 BasePolicy = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -201,15 +204,9 @@ class Behaviour:
         return np.clip(actions, low, high)
 
 
-def make_behaviours(card: dict, recipes_dir: Path) -> dict[str, Behaviour]:
+def make_behaviours(card: RecipeCard) -> dict[str, Behaviour]:
     """Every behaviour of a card, labelled by its position in the card."""
-    behaviours = {}
-    for label, (name, spec) in enumerate(card["behaviours"].items()):
-        behaviours[name] = Behaviour(
-            name=name,
-            label=label,
-            policy=base_policy(spec["policy"], recipes_dir),
-            noise=float(spec.get("noise", 0.0)),
-            epsilon=float(spec.get("epsilon", 0.0)),
-        )
-    return behaviours
+    return {
+        name: Behaviour(name, label, base_policy(spec.policy, card.path.parent), spec.noise, spec.epsilon)
+        for label, (name, spec) in enumerate(card.behaviours.items())
+    }
