@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,7 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                 for i, e in enumerate(episodes)
             ]
             env = gym.make(r.env_id, split=r.split)
+            warnings.filterwarnings("ignore", message="`code_permalink` is set to None")
             dataset = minari.create_dataset_from_buffers(
                 dataset_id=r.dataset_id,
                 buffer=buffers,
@@ -221,7 +223,7 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                 algorithm_name=f"bitr behaviour pool {r.pool!r}",
                 author="BITR-Bench",
                 author_email="see the bitr-bench package metadata",
-                code_permalink=f"bitr-bench=={_version()} datasets/{r.card.path.name}",
+                code_permalink=None,  # no public link to versioned code; the description names the card
                 ref_min_score=float(np.mean(references["random"])),
                 ref_max_score=float(np.mean(references["expert"])),
                 description=_description(r),
