@@ -62,7 +62,8 @@ def test_cli_lists_and_shows(capsys):
     listing = capsys.readouterr().out
     for env_id in EXPECTED_IDS:
         assert env_id in listing
-    assert "train/test/ood  30/10/10  200      sparse" in listing
+    row = next(line for line in listing.splitlines() if line.startswith("bitr/CheetahVelSparse-v0 "))
+    assert "target speed v ~ U[0, 3]; ood U[3, 4]" in row and "30/10/10" in row and "within 0.5 of v" in row
     assert bitr_main(["envs", "show", "bitr/CheetahDir-v0"]) == 0
     shown = capsys.readouterr().out
     assert "split=train  (2 tasks)" in shown and "-1.000" in shown
@@ -76,3 +77,12 @@ def test_cli_rollout_reports_every_task(capsys):
     assert len(rows) == 10
     returns = np.array([float(r.split()[1]) for r in rows])
     assert (returns < 0).all()  # dense Point-Robot: minus the distance, every step
+
+
+def test_readme_family_table_is_the_one_the_code_prints():
+    from pathlib import Path
+
+    from bitr_envs.cli import family_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert family_table(markdown=True) in readme, "README's table is stale: paste `bitr envs list --markdown`"
