@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from bitr_envs.datasets.storage import write_json_atomic
-from bitr_eval.results import SCHEMA_VERSION, load_result
+from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
 from bitr_eval.scoring import aggregates, unit_record
 from bitr_eval.suites import Suite, Unit
 from bitr_eval.worker import worker_main
@@ -150,6 +150,9 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
 
     submission = {"checkpoint": None, "agent_args": {}, **submission}
     submission["privileged"] = bool(getattr(load_factory(submission["agent"]), "privileged", False))
+    training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says
+    if training is not None:
+        submission["training"] = training
     out = Path(out)
     started_clock = time.monotonic()
     result = {
