@@ -415,7 +415,8 @@ def browser():
 
 
 def test_index_html_in_a_browser(tmp_path, browser):
-    results = [make_result("alpha", 70.0, "lite"), make_result("gamma", 55.0, "lite", failed="reach-sparse/test/online"),
+    alpha = [make_result("alpha", 69.0, "lite", checkpoint="runs/a1"), make_result("alpha", 71.0, "lite", checkpoint="runs/a2")]
+    results = [alpha, make_result("gamma", 55.0, "lite", failed="reach-sparse/test/online"),
                make_result(EVIL_NAME, 40.0, "lite", failed="cheetah-vel/test/online", failure=EVIL_FAILURE),
                make_result("oracle", 100.0, "lite", privileged=True)]
     board(tmp_path, *results)
@@ -431,14 +432,16 @@ def test_index_html_in_a_browser(tmp_path, browser):
     assert names.all_inner_texts() == ["alpha", "gamma", EVIL_NAME]
 
     def scores() -> list[float]:
-        cells = ranking.locator("tbody").first.locator("td:nth-child(4)")
+        cells = ranking.locator("tbody").first.locator("td:nth-child(5)")
         return [float(s) for s in cells.evaluate_all("cells => cells.map(cell => cell.dataset.sort)")]
 
     ranking.get_by_role("button", name="Score (mean [95% CI])").click()
     assert scores() == [40.0, 55.0, 70.0]
     ranking.get_by_role("button", name="Score (mean [95% CI])").click()
     assert scores() == [70.0, 55.0, 40.0]
-    ranking.get_by_role("button", name="Submission").click()
+    runs = ranking.locator("tbody").first.locator("td:nth-child(4)").all_inner_texts()
+    assert sorted(runs) == ["1 (single run)", "1 (single run)", "2"]
+    ranking.get_by_role("button", name="Entry").click()
     assert names.all_inner_texts() == sorted(["alpha", "gamma", EVIL_NAME])
     assert ranking.locator("tr").last.locator("td:nth-child(2)").inner_text() == "oracle"  # anchors stay apart
 
