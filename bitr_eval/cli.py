@@ -145,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from bitr_envs.datasets.loader import DatasetError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error argparse has printed: its exit code
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
     except (ValueError, DatasetError) as err:  # bad ids, splits, damaged data: the message says what to do

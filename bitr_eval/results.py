@@ -173,7 +173,7 @@ def load_result(path: str | Path) -> dict:
     if not isinstance(result, dict):
         raise ResultError(f"{path}: a result is a JSON object")
     version = result.get("schema_version")
-    if isinstance(version, int) and version < SCHEMA_VERSION:
+    if isinstance(version, int) and version < SCHEMA_VERSION and isinstance(result.get("submission"), dict):
         raise OldSchemaError(f"{path}: result schema version {version}, this bitr-bench reads version "
                              f"{SCHEMA_VERSION}; make it again with `{remake_command(result)}`")
     validate(result)
