@@ -139,6 +139,17 @@ def context_rows(task_data, behaviour: Optional[int], n_episodes: int, rng: np.r
     return np.concatenate([np.arange(starts[i], ends[i]) for i in chosen])
 
 
+def unit_context(unit: Unit, data, task: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The context a unit gives the agent for `task` of its context dataset `data` (an
+    OfflineData): whole episodes, from the unit's behaviour only when its protocol names one,
+    without the behaviour labels (the agent must not know who collected its context)."""
+    behaviour = unit.kind.behaviour
+    label = None if behaviour is None else data.behaviour_names.index(behaviour)
+    transitions = data.tasks[task].take(context_rows(data.tasks[task], label, unit.context_episodes, rng))
+    del transitions["behaviours"]
+    return transitions
+
+
 # The envs, from the registry -----------------------------------------------------------------
 
 LITE_ENVS = ("bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0", "bitr/CheetahVelSparse-v0", "bitr/ReachSparse-v0")

@@ -172,6 +172,23 @@ def test_context_rows_draws_whole_episodes_of_one_behaviour():
         context_rows(task, 9, 1, np.random.default_rng(0))
 
 
+def test_unit_context_is_the_plain_draw_or_one_behaviour():
+    from types import SimpleNamespace
+
+    from bitr_eval.suites import unit_context
+    from bitr_eval.worker import draw_context
+
+    data = SimpleNamespace(behaviour_names=["random", "medium", "expert"], tasks=[fake_task([0, 1, 2, 1, 0, 2])])
+    plain, expert = suite("lite").units[0], suite("lite-behaviours").units[3]
+    assert expert.protocol == "offline-iid:expert" and plain.protocol == "offline-iid"
+    mine = unit_context(plain, data, 0, np.random.default_rng(3))
+    theirs = draw_context(data.tasks[0], plain.context_episodes, np.random.default_rng(3))
+    assert set(mine) == set(theirs) and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    chosen = unit_context(expert, data, 0, np.random.default_rng(3))
+    assert "behaviours" not in chosen and len(chosen["rewards"]) == 8
+    assert set(chosen["observations"][:, 0] // 4) == {2, 5}  # the two expert episodes
+
+
 # bitr sweep -----------------------------------------------------------------------------------
 
 FAKE_TRAIN = """import pathlib, sys

@@ -36,6 +36,7 @@ def local_root(honest, monkeypatch):
 
 
 def add(tmp_path, result) -> int:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "submitted.json"
     path.write_text(json.dumps(result))
     return main(["leaderboard", "add", str(path), "--dir", str(tmp_path / "board")])
