@@ -93,7 +93,7 @@ def load(env_id: str, observation_space, action_space, checkpoint: str | None = 
     """The evaluator's factory: `checkpoint` is a training --out folder, its agent.pt, or a folder
     of such folders named by env (`<dir>/cheetah-vel/agent.pt`), one per family of a suite.
     `--agent-args '{"context_free": true}'` evaluates the same policy with the prior z only."""
-    from bitr_envs.datasets.recipes import env_slug
+    from bitr_envs.datasets.ids import env_slug
 
     if checkpoint is None:
         raise CheckpointError("bitr_agent:load needs --checkpoint (the folder `bitr-agent train --out` wrote).")

@@ -38,16 +38,24 @@ def format_value(value: Any) -> str:
     return f"{array.size} values in [{array.min():.3f}, {array.max():.3f}]"
 
 
-def _envs_list(args) -> int:
+def family_table(markdown: bool = False) -> str:
+    """Every registered id with its task parameter, splits, horizon and reward (README's table)."""
     from bitr_envs.registry import ENVS
 
+    header = ["id", "task parameter", f"splits: {'/'.join(('train', 'test', 'ood'))} tasks", "horizon", "reward"]
     rows = []
     for e in ENVS.values():
         cls = e.env_class
-        splits = cls.splits()
-        counts = "/".join(str(len(cls.split_tasks(s))) for s in splits)
-        rows.append((e.id, "/".join(splits), counts, e.horizon, "sparse" if e.sparse else "dense"))
-    print(format_table(["id", "splits", "tasks", "horizon", "reward"], rows))
+        counts = "/".join(str(len(cls.split_tasks(s))) for s in cls.splits())
+        rows.append([f"`{e.id}`" if markdown else e.id, e.task_parameter, counts, e.horizon, e.reward])
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+    return format_table(header, [[str(c).replace("\\|", "|") for c in row] for row in rows])
+
+
+def _envs_list(args) -> int:
+    print(family_table(args.markdown))
     return 0
 
 
@@ -203,7 +211,9 @@ def add_commands(groups) -> None:
 
     envs = groups.add_parser("envs", help="the registered meta-task environments")
     commands = envs.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="every id with its splits, task counts, horizon and reward").set_defaults(func=_envs_list)
+    listing = commands.add_parser("list", help="every id with its task parameter, task counts, horizon and reward")
+    listing.add_argument("--markdown", action="store_true", help="as the Markdown table of README.md")
+    listing.set_defaults(func=_envs_list)
     show = commands.add_parser("show", help="the task table of each split of one id")
     show.add_argument("env_id")
     show.set_defaults(func=_envs_show)

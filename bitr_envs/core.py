@@ -8,6 +8,9 @@ family the same behaviour:
   `env.unwrapped.tasks` (a tuple of read-only parameter dicts), fixed by a seed.
 - `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
   draws one with the env's RNG, and a plain `reset()` keeps the current task.
+- `gym.make(id, task="random")` draws a task of the split on every plain `reset()` (seeded by
+  `reset(seed=...)`): for tools that only ever call `reset()` (Stable-Baselines3, d3rlpy,
+  torchrl), which would otherwise train and evaluate on task 0 alone. `task=i` starts on task i.
 - `info["task_id"]` and the task's parameters are in `info` on every reset and step; the
   observation never contains the task.
 - A wrongly shaped or non-finite action raises a `ValueError` that says what was wrong.
@@ -18,12 +21,13 @@ from __future__ import annotations
 import functools
 import math
 import types
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Union
 
 import gymnasium as gym
 import numpy as np
 
 SPLITS = ("train", "test", "ood")
+TaskChoice = Union[int, str, None]  # gym.make(..., task=): None (task 0, kept), an index, or "random"
 N_TRAIN, N_TEST, N_OOD = 30, 10, 10
 
 
@@ -96,11 +100,12 @@ class MetaTaskMixin:
             raise ValueError(f"Unknown split {split!r}: use one of {list(table)}.")
         return table[split]
 
-    def _init_tasks(self, split: str) -> None:
+    def _init_tasks(self, split: str, task: TaskChoice = None) -> None:
         self.split = split
         self.tasks = self.split_tasks(split)
+        self.draws_tasks = task == "random"
         self.task_id = 0
-        self._set_task(0)
+        self._set_task(0 if task is None or self.draws_tasks else self._task_index(task, f"gym.make(..., task={task!r})"))
         action_space = self.action_space
         self._action_shape = action_space.shape
         self._action_dtype = np.float32 if action_space.dtype == np.float32 else np.float64
@@ -128,17 +133,15 @@ class MetaTaskMixin:
         """The task index that `reset(options=...)` asks for, or None to keep the current one."""
         if not options or "task" not in options:
             return None
-        task = options["task"]
-        if isinstance(task, str):
-            if task != "random":
-                raise ValueError(
-                    f"reset(options={{'task': {task!r}}}): use an integer task index or 'random'."
-                )
+        if isinstance(options["task"], str) and options["task"] == "random":
             return int(self.np_random.integers(len(self.tasks)))
+        return self._task_index(options["task"], f"reset(options={{'task': {options['task']!r}}})")
+
+    def _task_index(self, task, where: str) -> int:
+        """`task` as a valid index of the split, or a ValueError naming `where` it came from."""
         if isinstance(task, (bool, np.bool_)) or not isinstance(task, (int, np.integer)):
             raise ValueError(
-                f"reset(options={{'task': {task!r}}}): the task must be an integer index "
-                f"0..{len(self.tasks) - 1} or 'random'."
+                f"{where}: the task must be an integer index 0..{len(self.tasks) - 1} or 'random'."
             )
         if not 0 <= task < len(self.tasks):
             raise ValueError(
@@ -152,6 +155,8 @@ class MetaTaskMixin:
         # let the family reset (with the RNG already seeded).
         gym.Env.reset(self, seed=seed)
         task_id = self._task_from_options(options)
+        if task_id is None and self.draws_tasks:
+            task_id = int(self.np_random.integers(len(self.tasks)))
         if task_id is not None and task_id != self.task_id:
             self._set_task(task_id)
         obs, info = super().reset(options=options)

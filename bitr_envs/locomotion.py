@@ -31,7 +31,7 @@ from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.utils import EzPickle
 
-from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, split_tasks
+from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, TaskChoice, split_tasks
 
 N_TASKS = N_TRAIN + N_TEST
 CHEETAH_CTRL_COST = 0.05
@@ -49,11 +49,11 @@ def cheetah_vel_reward(x_velocity: float, target_velocity: float, ctrl_cost: flo
 class CheetahVelEnv(MetaTaskMixin, HalfCheetahEnv):
     task_seed = 2
 
-    def __init__(self, split: str = "train", sparse: bool = False, **kwargs):
+    def __init__(self, split: str = "train", sparse: bool = False, task: TaskChoice = None, **kwargs):
         HalfCheetahEnv.__init__(self, ctrl_cost_weight=CHEETAH_CTRL_COST, **kwargs)
-        EzPickle.__init__(self, split=split, sparse=sparse, **kwargs)
+        EzPickle.__init__(self, split=split, sparse=sparse, task=task, **kwargs)
         self.sparse = sparse
-        self._init_tasks(split)
+        self._init_tasks(split, task)
 
     @classmethod
     def draw_tasks(cls, rng):
@@ -75,10 +75,10 @@ class CheetahVelEnv(MetaTaskMixin, HalfCheetahEnv):
 class CheetahDirEnv(MetaTaskMixin, HalfCheetahEnv):
     task_seed = 3
 
-    def __init__(self, split: str = "train", **kwargs):
+    def __init__(self, split: str = "train", task: TaskChoice = None, **kwargs):
         HalfCheetahEnv.__init__(self, ctrl_cost_weight=CHEETAH_CTRL_COST, **kwargs)
-        EzPickle.__init__(self, split=split, **kwargs)
-        self._init_tasks(split)
+        EzPickle.__init__(self, split=split, task=task, **kwargs)
+        self._init_tasks(split, task)
 
     @classmethod
     def draw_tasks(cls, rng):
@@ -99,12 +99,12 @@ class CheetahDirEnv(MetaTaskMixin, HalfCheetahEnv):
 class AntDirEnv(MetaTaskMixin, AntEnv):
     task_seed = 4
 
-    def __init__(self, split: str = "train", **kwargs):
+    def __init__(self, split: str = "train", task: TaskChoice = None, **kwargs):
         AntEnv.__init__(
             self, contact_cost_weight=0.0, include_cfrc_ext_in_observation=False, **kwargs
         )
-        EzPickle.__init__(self, split=split, **kwargs)
-        self._init_tasks(split)
+        EzPickle.__init__(self, split=split, task=task, **kwargs)
+        self._init_tasks(split, task)
 
     @classmethod
     def draw_tasks(cls, rng):
@@ -178,10 +178,10 @@ class RandomParamMixin(MetaTaskMixin):
         # log-scales: symmetric around the default robot, and what the task was drawn in.
         return np.log(super().task_features(params))
 
-    def _init_param_tasks(self, split: str, sparse: bool) -> None:
+    def _init_param_tasks(self, split: str, sparse: bool, task: TaskChoice) -> None:
         self.sparse = sparse
         self._default_parameters = {n: getattr(self.model, n).copy() for n in self.PARAMETERS}
-        self._init_tasks(split)
+        self._init_tasks(split, task)
 
     def _apply_task(self, params):
         for name, default in self._default_parameters.items():
@@ -199,17 +199,17 @@ class HopperParamEnv(RandomParamMixin, HopperEnv):
     task_seed = 5
     xml_file = "hopper.xml"
 
-    def __init__(self, split: str = "train", sparse: bool = False, **kwargs):
+    def __init__(self, split: str = "train", sparse: bool = False, task: TaskChoice = None, **kwargs):
         HopperEnv.__init__(self, **kwargs)
-        EzPickle.__init__(self, split=split, sparse=sparse, **kwargs)
-        self._init_param_tasks(split, sparse)
+        EzPickle.__init__(self, split=split, sparse=sparse, task=task, **kwargs)
+        self._init_param_tasks(split, sparse, task)
 
 
 class WalkerParamEnv(RandomParamMixin, Walker2dEnv):
     task_seed = 6
     xml_file = "walker2d_v5.xml"
 
-    def __init__(self, split: str = "train", sparse: bool = False, **kwargs):
+    def __init__(self, split: str = "train", sparse: bool = False, task: TaskChoice = None, **kwargs):
         Walker2dEnv.__init__(self, **kwargs)
-        EzPickle.__init__(self, split=split, sparse=sparse, **kwargs)
-        self._init_param_tasks(split, sparse)
+        EzPickle.__init__(self, split=split, sparse=sparse, task=task, **kwargs)
+        self._init_param_tasks(split, sparse, task)

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.utils import EzPickle
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, split_tasks
+from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, TaskChoice, split_tasks
 
 
 class MetaWorldML1Env(gym.Env):
@@ -53,10 +53,10 @@ class MetaWorldML1Env(gym.Env):
 
 
 class MetaWorldTaskEnv(MetaTaskMixin, EzPickle, MetaWorldML1Env):
-    def __init__(self, split: str = "train", sparse: bool = False):
-        EzPickle.__init__(self, split=split, sparse=sparse)
+    def __init__(self, split: str = "train", sparse: bool = False, task: TaskChoice = None):
+        EzPickle.__init__(self, split=split, sparse=sparse, task=task)
         MetaWorldML1Env.__init__(self, sparse=sparse)
-        self._init_tasks(split)
+        self._init_tasks(split, task)
 
     @classmethod
     def draw_tasks(cls, rng):

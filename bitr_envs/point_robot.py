@@ -19,7 +19,7 @@ from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, split_tasks
+from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, TaskChoice, split_tasks
 
 MAX_ACTION = 0.1
 GOAL_RADIUS = 0.2
@@ -65,10 +65,10 @@ class PointRobotEnv(MetaTaskMixin, EzPickle, PointRobotDynamics):
 
     task_seed = 1
 
-    def __init__(self, split: str = "train", sparse: bool = False):
-        EzPickle.__init__(self, split=split, sparse=sparse)
+    def __init__(self, split: str = "train", sparse: bool = False, task: TaskChoice = None):
+        EzPickle.__init__(self, split=split, sparse=sparse, task=task)
         PointRobotDynamics.__init__(self, sparse=sparse)
-        self._init_tasks(split)
+        self._init_tasks(split, task)
 
     @classmethod
     def draw_tasks(cls, rng):

@@ -17,6 +17,9 @@ class EnvEntry:
     sparse: bool = False
     vector_entry_point: str | None = None
     kwargs: dict = field(default_factory=dict)
+    task_parameter: str = ""  # for people: what varies between tasks, and its ood range
+    reward: str = ""  # for people: the reward formula
+    check_env: bool = True  # Gymnasium's passive checker on every make (see register_all)
 
     @property
     def env_class(self):
@@ -28,19 +31,27 @@ def _entries() -> list[EnvEntry]:
     point_vec = "bitr_envs.point_robot:PointRobotVectorEnv"
     loco = "bitr_envs.locomotion"
     mw = "bitr_envs.meta_world"
+    param = "mass, inertia, friction × 1.5^u, damping × 1.3^u, u ~ U[−3, 3] per element; ood \\|u\\| ~ U[3, 4]"
+    param_sparse = "d = \\|v_x − 1.5\\|: 0.8 − d if d ≤ 0.5 else 0, − 1e-3‖a‖²"
+    meta_world = "goal: Meta-World ML1 train goals; ood: ML1 test goals"
     rows = []
-    for name, entry_point, horizon, has_sparse, vector in [
-        ("PointRobot", point, 20, True, point_vec),
-        ("CheetahVel", f"{loco}:CheetahVelEnv", 200, True, None),
-        ("CheetahDir", f"{loco}:CheetahDirEnv", 200, False, None),
-        ("AntDir", f"{loco}:AntDirEnv", 200, False, None),
-        ("HopperParam", f"{loco}:HopperParamEnv", 200, True, None),
-        ("WalkerParam", f"{loco}:WalkerParamEnv", 200, True, None),
-        ("Reach", f"{mw}:ReachEnv", 500, True, None),
-        ("Push", f"{mw}:PushEnv", 500, True, None),
+    # name, entry point, horizon, vector entry point, task parameter, dense reward, sparse reward
+    for name, entry_point, horizon, vector, parameter, dense, sparse_reward in [
+        ("PointRobot", point, 20, point_vec, "goal (cos t, sin t), t ~ U[0, π]; ood t ~ U[π, 2π]",
+         "−‖p − g‖", "1 if ‖p − g‖ ≤ 0.2 else 0"),
+        ("CheetahVel", f"{loco}:CheetahVelEnv", 200, None, "target speed v ~ U[0, 3]; ood U[3, 4]",
+         "−\\|v_x − v\\| − 0.05‖a‖²",
+         "2 − \\|v_x − v\\| − 0.05‖a‖² within 0.5 of v, else −0.05‖a‖²"),
+        ("CheetahDir", f"{loco}:CheetahDirEnv", 200, None, "direction d ∈ {−1, +1} (both tasks in both splits)",
+         "d·v_x − 0.05‖a‖²", None),
+        ("AntDir", f"{loco}:AntDirEnv", 200, None, "direction t ~ U[0, 2π]",
+         "(v_x, v_y)·(cos t, sin t) + Ant-v5 healthy bonus − control cost", None),
+        ("HopperParam", f"{loco}:HopperParamEnv", 200, None, param, "Hopper-v5", param_sparse),
+        ("WalkerParam", f"{loco}:WalkerParamEnv", 200, None, param, "Walker2d-v5", param_sparse),
+        ("Reach", f"{mw}:ReachEnv", 500, None, meta_world, "Meta-World v3 reward", "success (0/1) each step"),
+        ("Push", f"{mw}:PushEnv", 500, None, meta_world, "Meta-World v3 reward", "success (0/1) each step"),
     ]:
-        variants = [False, True] if has_sparse else [False]
-        for sparse in variants:
+        for sparse in ([False, True] if sparse_reward else [False]):
             rows.append(
                 EnvEntry(
                     id=f"bitr/{name}{'Sparse' if sparse else ''}-v0",
@@ -50,6 +61,11 @@ def _entries() -> list[EnvEntry]:
                     sparse=sparse,
                     vector_entry_point=vector,
                     kwargs={"sparse": True} if sparse else {},
+                    task_parameter=parameter,
+                    reward=sparse_reward if sparse else dense,
+                    # Meta-World's observation keeps the hidden goal's dims at exactly 0, which
+                    # the passive checker warns about on every make; tests run the full check_env.
+                    check_env=entry_point.split(":")[0] != mw,
                 )
             )
     return rows
@@ -75,4 +91,5 @@ def register_all() -> None:
             vector_entry_point=e.vector_entry_point,
             max_episode_steps=e.horizon,
             kwargs=dict(e.kwargs),
+            disable_env_checker=not e.check_env,
         )

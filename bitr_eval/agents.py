@@ -104,11 +104,10 @@ class OracleAgent:
 
     def __init__(self, env_id: str, observation_space, action_space, checkpoint: Optional[str] = None):
         from bitr_envs.datasets.behaviours import base_policy
-        from bitr_envs.datasets.recipes import card, recipes_dir
+        from bitr_envs.datasets.recipes import card
 
         family = card(env_id)
-        expert = family["behaviours"][family["expert"]]
-        self._policy = base_policy(expert["policy"], recipes_dir())
+        self._policy = base_policy(family.behaviours[family.expert].policy, family.path.parent)
         self._low, self._high = action_space.low, action_space.high
         self._features: Optional[np.ndarray] = None
 

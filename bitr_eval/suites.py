@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from bitr_envs.datasets.recipes import env_slug
+from bitr_envs.datasets.ids import DatasetId, env_slug
 from bitr_envs.registry import ENVS
 
 PROTOCOLS = ("offline-iid", "offline-ood", "online")  # the base protocols; variants name one of them
@@ -60,8 +60,8 @@ class Protocol:
 
 
 def dataset_id(env_id: str, split: str, pool: str, profile: str) -> str:
-    """The id of a BITR dataset; the one place the evaluator spells it out."""
-    return f"bitr/{env_slug(env_id)}/{split}-{pool}-{profile}-v0"
+    """The id of a BITR dataset; the one place the evaluator builds one."""
+    return str(DatasetId.of(env_id, split, pool, profile))
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def _behaviour_protocols(env_id: str) -> list[str]:
     """offline-iid:<b> for every behaviour of the iid pool, then offline-ood:<b> for the ood pool's."""
     from bitr_envs.datasets.recipes import card
 
-    pools = card(env_id)["pools"]
+    pools = card(env_id).pools
     return [f"offline-{pool}:{b}" for pool in ("iid", "ood") for b in pools[pool]]
 
 

@@ -105,7 +105,7 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
          train_template: str = TRAIN_TEMPLATE, eval_template: Optional[str] = None
          ) -> tuple[dict[tuple[str, int], list[Run]], dict[tuple[str, int], Run]]:
     """The sweep's runs: per (algo, seed) its training runs (one per family) and its evaluation."""
-    from bitr_envs.datasets.recipes import env_slug
+    from bitr_envs.datasets.ids import env_slug
     from bitr_eval.suites import dataset_id, suite
 
     chosen = suite(suite_name)

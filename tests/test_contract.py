@@ -101,7 +101,7 @@ def test_info_has_task_parameters_on_reset_and_step():
     [
         ({"task": 10}, r"Task 10 is out of range: the 'test' split .* has tasks 0..9"),
         ({"task": -1}, "out of range"),
-        ({"task": "hard"}, "integer task index or 'random'"),
+        ({"task": "hard"}, "integer index 0..9 or 'random'"),
         ({"task": 1.5}, "must be an integer index"),
         ({"task": True}, "must be an integer index"),
     ],

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bitr_envs.datasets.recipes import RecipeCard
 
 # (observations (n, d), task features (n, k)) -> actions (n, a) in the env's action units
 BasePolicy = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -67,6 +70,12 @@ ARRAYS = tuple(f"{layer}.{part}" for layer in LAYERS for part in ("weight", "bia
 )
 
 
+def _dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x @ weight.T + bias without BLAS: elementwise products summed along a contiguous axis
+    (numpy's pairwise sum, whose order is fixed in its code whatever the CPU)."""
+    return np.add.reduce(x[..., None, :] * weight, axis=-1) + bias
+
+
 class MLPPolicy:
     """The SAC actor: relu(fc1) -> relu(fc2) -> fc_mean -> tanh, times the action scale."""
 
@@ -97,7 +106,8 @@ class MLPPolicy:
         self.obs_dim = int(a.pop("obs_dim"))
         self.task_dim = in_dim - self.obs_dim
         self.act_dim = act_dim
-        self.params = {k: v.astype(np.float32) for k, v in a.items()}
+        # float64 copies of the float32 weights: products of two float32 numbers are exact in float64
+        self.params = {k: v.astype(np.float32).astype(np.float64) for k, v in a.items()}
 
     @classmethod
     def load(cls, path: str | Path) -> MLPPolicy:
@@ -105,9 +115,16 @@ class MLPPolicy:
             return cls(dict(data), source=str(path))
 
     def mean_action(self, obs, task_features) -> np.ndarray:
-        """tanh of the Gaussian mean, in [-1, 1] (before the action scale)."""
-        obs = np.asarray(obs, np.float32)
-        task = np.asarray(task_features, np.float32)
+        """tanh of the Gaussian mean, in [-1, 1] (before the action scale), rounded to float32.
+
+        The same bits on every CPU: no BLAS (whose kernels, chosen per CPU or by
+        OPENBLAS_CORETYPE, sum in different orders, and MuJoCo turns a last-bit difference into
+        another episode). Each layer is an exact float64 product and a sum in numpy's fixed
+        order; only tanh can differ by one float64 ulp between CPUs, which the final rounding
+        to float32 hides except when a value lies within that ulp of a float32 rounding edge.
+        """
+        obs = np.asarray(obs, np.float32).astype(np.float64)
+        task = np.asarray(task_features, np.float32).astype(np.float64)
         if obs.shape[-1:] != (self.obs_dim,) or task.shape[-1:] != (self.task_dim,):
             raise ValueError(
                 f"expected obs [..., {self.obs_dim}] and task_features [..., {self.task_dim}], "
@@ -116,14 +133,14 @@ class MLPPolicy:
         task = np.broadcast_to(task, obs.shape[:-1] + (self.task_dim,))
         p = self.params
         h = np.concatenate([obs, task], -1)
-        h = np.maximum(h @ p["fc1.weight"].T + p["fc1.bias"], 0)
-        h = np.maximum(h @ p["fc2.weight"].T + p["fc2.bias"], 0)
-        return np.tanh(h @ p["fc_mean.weight"].T + p["fc_mean.bias"])
+        h = np.maximum(_dense(h, p["fc1.weight"], p["fc1.bias"]), 0)
+        h = np.maximum(_dense(h, p["fc2.weight"], p["fc2.bias"]), 0)
+        return np.tanh(_dense(h, p["fc_mean.weight"], p["fc_mean.bias"])).astype(np.float32)
 
     def act(self, obs, task_features) -> np.ndarray:
         """The deterministic action in the env's action units (noise is the behaviour's job)."""
-        action = self.mean_action(obs, task_features)
-        return action * self.params["action_scale"] + self.params["action_bias"]
+        action = self.mean_action(obs, task_features).astype(np.float64)
+        return (action * self.params["action_scale"] + self.params["action_bias"]).astype(np.float32)
 
 
 def base_policy(name: str, recipes_dir: Path) -> Optional[BasePolicy]:
@@ -187,15 +204,9 @@ class Behaviour:
         return np.clip(actions, low, high)
 
 
-def make_behaviours(card: dict, recipes_dir: Path) -> dict[str, Behaviour]:
+def make_behaviours(card: RecipeCard) -> dict[str, Behaviour]:
     """Every behaviour of a card, labelled by its position in the card."""
-    behaviours = {}
-    for label, (name, spec) in enumerate(card["behaviours"].items()):
-        behaviours[name] = Behaviour(
-            name=name,
-            label=label,
-            policy=base_policy(spec["policy"], recipes_dir),
-            noise=float(spec.get("noise", 0.0)),
-            epsilon=float(spec.get("epsilon", 0.0)),
-        )
-    return behaviours
+    return {
+        name: Behaviour(name, label, base_policy(spec.policy, card.path.parent), spec.noise, spec.epsilon)
+        for label, (name, spec) in enumerate(card.behaviours.items())
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise, make_behaviours
-from bitr_envs.datasets.recipes import Recipe, recipe, recipes_dir
+from bitr_envs.datasets.recipes import Recipe, recipe
 from bitr_envs.datasets.storage import DATA_FILE, FORMAT_VERSION, content_sha256, datasets_root, file_sha256, install, minari_root_at
 
 Progress = Optional[Callable[[int], None]]  # called with the number of steps just collected
@@ -158,7 +159,7 @@ def dataset_jobs(r: Recipe) -> list[Job]:
     n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
     counts = r.episode_counts()
     names = [(t, b) for t in range(n_tasks) for b, c in counts.items() for _ in range(c)]
-    seeds = episode_seeds(r.card["seed"], r.dataset_id, len(names))
+    seeds = episode_seeds(r.card.seed, r.dataset_id, len(names))
     return [Job(task=t, behaviour=b, seed=s) for (t, b), s in zip(names, seeds)]
 
 
@@ -169,15 +170,15 @@ def reference_returns(r: Recipe, behaviours: dict[str, Behaviour], progress: Pro
     depend only on the card, the env and the split, not on the pool or profile.
     """
     n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
-    n = int(r.card.get("reference_episodes", 4))
+    n = r.card.reference_episodes
     result = {}
-    for name in ("random", r.card["expert"]):
-        seeds = episode_seeds(r.card["seed"], f"reference/{r.env_id}/{r.split}/{name}", n_tasks * n)
+    for name in ("random", r.card.expert):
+        seeds = episode_seeds(r.card.seed, f"reference/{r.env_id}/{r.split}/{name}", n_tasks * n)
         jobs = [Job(task=t, behaviour=name, seed=seeds[t * n + k]) for t in range(n_tasks) for k in range(n)]
         episodes = collect(r.env_id, r.split, jobs, {name: behaviours[name]}, progress=progress)
         returns = np.array([e.total_return for e in episodes]).reshape(n_tasks, n)
         result[name] = returns.mean(axis=1).tolist()
-    return {"random": result["random"], "expert": result[r.card["expert"]]}
+    return {"random": result["random"], "expert": result[r.card.expert]}
 
 
 def _env_class(env_id: str):
@@ -213,6 +214,7 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                 for i, e in enumerate(episodes)
             ]
             env = gym.make(r.env_id, split=r.split)
+            warnings.filterwarnings("ignore", message="`code_permalink` is set to None")
             dataset = minari.create_dataset_from_buffers(
                 dataset_id=r.dataset_id,
                 buffer=buffers,
@@ -221,7 +223,7 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                 algorithm_name=f"bitr behaviour pool {r.pool!r}",
                 author="BITR-Bench",
                 author_email="see the bitr-bench package metadata",
-                code_permalink=f"bitr-bench=={_version()} datasets/{r.card_path.name}",
+                code_permalink=None,  # no public link to versioned code; the description names the card
                 ref_min_score=float(np.mean(references["random"])),
                 ref_max_score=float(np.mean(references["expert"])),
                 description=_description(r),
@@ -237,7 +239,7 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                     "bitr_pool": r.pool,
                     "bitr_profile": r.profile,
                     "bitr_recipe_sha256": r.fingerprint(),
-                    "bitr_recipe_file": r.card_path.name,
+                    "bitr_recipe_file": r.card.path.name,
                     "bitr_behaviours": [b for b in behaviours],
                     "bitr_pool_behaviours": sorted(r.shares),
                     "bitr_reference_returns": references,
@@ -255,7 +257,7 @@ def _description(r: Recipe) -> str:
     return (
         f"{r.env_id}, split {r.split!r}, behaviour pool {r.pool!r}, profile {r.profile!r}: "
         f"{r.episodes_per_task} episodes per task ({counts}). Built by `bitr datasets build "
-        f"{r.dataset_id}` from the recipe card datasets/{r.card_path.name}. Per-step infos: "
+        f"{r.dataset_id}` from the recipe card datasets/{r.card.path.name}. Per-step infos: "
         "task_id (index in the split) and behaviour (index in bitr_behaviours)."
     )
 
@@ -270,7 +272,7 @@ def _version() -> str:
 def build(dataset_id: str, num_envs: int = 16, progress: Progress = None) -> Path:
     """Collect and write one dataset from its recipe; returns the dataset's folder."""
     r = recipe(dataset_id)
-    behaviours = make_behaviours(r.card, recipes_dir())
+    behaviours = make_behaviours(r.card)
     references = reference_returns(r, behaviours, progress)
     episodes = collect(r.env_id, r.split, dataset_jobs(r), behaviours, num_envs, progress)
     return write_dataset(r, episodes, references, behaviours)
@@ -281,5 +283,5 @@ def planned_steps(dataset_id: str) -> int:
     r = recipe(dataset_id)
     horizon = gym.spec(r.env_id).max_episode_steps
     n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
-    references = 2 * n_tasks * int(r.card.get("reference_episodes", 4))
+    references = 2 * n_tasks * r.card.reference_episodes
     return (len(dataset_jobs(r)) + references) * horizon

@@ -1,12 +1,10 @@
 """Dataset recipes: the TOML cards in `bitr_envs/datasets/cards/`, installed with the package.
 
 A card describes one family's behaviour policies, its `iid` and `ood` behaviour pools and its
-size profiles; every (env id, split, pool, profile) it allows is one dataset, with the id
-
-    bitr/<env>/<split>-<pool>-<profile>-v0      e.g. bitr/point-robot-sparse/train-iid-lite-v0
-
-`<env>` is the env id in kebab case without the version. The `train-iid` datasets are the
-training data; the `test-*` and `ood-*` ones give the evaluator its offline context.
+size profiles; every (env id, split, pool, profile) it allows is one dataset (`ids.DatasetId`).
+The `train-iid` datasets are the training data; the `test-*` and `ood-*` ones give the evaluator
+its offline context. A card is checked when it is read (`RecipeCard.load`): a mistake in one is
+an error naming the file and the key, never a wrong dataset.
 """
 
 from __future__ import annotations
@@ -15,23 +13,19 @@ import hashlib
 import importlib.resources
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from bitr_envs.datasets.ids import FORMAT_HINT, POOLS, DatasetId
 from bitr_envs.registry import ENVS, entry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-DATASET_VERSION = 0
-POOLS = ("iid", "ood")
-_ID = re.compile(r"^bitr/(?P<env>[a-z0-9-]+)/(?P<split>[a-z]+)-(?P<pool>[a-z]+)-(?P<profile>[a-z]+)-v(?P<version>\d+)$")
 
 
 def recipes_dir() -> Path:
@@ -41,10 +35,62 @@ def recipes_dir() -> Path:
     return Path(str(importlib.resources.files("bitr_envs.datasets") / "cards"))
 
 
-def env_slug(env_id: str) -> str:
-    """bitr/PointRobotSparse-v0 -> point-robot-sparse"""
-    name = env_id.split("/", 1)[1].rsplit("-v", 1)[0]
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+@dataclass(frozen=True)
+class BehaviourSpec:
+    """A base policy (`behaviours.base_policy` names the kinds) plus exploration noise."""
+
+    policy: str
+    noise: float = 0.0  # Gaussian std, as a fraction of the action range's half-width
+    epsilon: float = 0.0  # probability of a uniform random action at each step
+
+
+@dataclass(frozen=True)
+class RecipeCard:
+    envs: tuple[str, ...]
+    seed: int
+    expert: str  # the behaviour that scores 100 on the normalised scale (random scores 0)
+    reference_episodes: int  # per task and reference behaviour, for the normalised score
+    behaviours: dict[str, BehaviourSpec]  # in label order: a behaviour's label is its index
+    pools: dict[str, dict[str, float]]  # pool -> behaviour -> share of each task's episodes
+    profiles: dict[str, int]  # profile -> episodes per task
+    path: Path
+    raw: dict[str, Any]  # the TOML as read: what the recipe fingerprint hashes
+
+    @classmethod
+    def load(cls, path: Path) -> RecipeCard:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+
+        def fail(problem: str):
+            raise ValueError(f"Recipe card {path}: {problem}")
+
+        known = {"envs", "seed", "expert", "reference_episodes", "behaviours", "pools", "profiles"}
+        missing = sorted(known - {"reference_episodes"} - set(raw))
+        if missing:
+            fail(f"missing the key(s) {missing}")
+        if set(raw) - known:
+            fail(f"unknown key(s) {sorted(set(raw) - known)}; a card has {sorted(known)}")
+        unknown_envs = [e for e in raw["envs"] if e not in ENVS]
+        if unknown_envs:
+            fail(f"unknown env id(s) {unknown_envs}")
+        try:
+            behaviours = {name: BehaviourSpec(**spec) for name, spec in raw["behaviours"].items()}
+            profiles = {name: int(spec["episodes_per_task"]) for name, spec in raw["profiles"].items()}
+        except (TypeError, KeyError) as err:
+            fail(f"a behaviour takes policy, noise and epsilon; a profile takes episodes_per_task ({err})")
+        if raw["expert"] not in behaviours or "random" not in behaviours:
+            fail("needs a 'random' behaviour and names its expert among the behaviours")
+        pools = {pool: dict(shares) for pool, shares in raw["pools"].items()}
+        if set(pools) != set(POOLS):
+            fail(f"needs exactly the pools {POOLS}")
+        for pool, shares in pools.items():
+            if set(shares) - set(behaviours):
+                fail(f"pool {pool!r} names unknown behaviours {sorted(set(shares) - set(behaviours))}")
+        both = set(pools["iid"]) & set(pools["ood"])
+        if both:
+            fail(f"behaviours {sorted(both)} are in both pools")
+        return cls(tuple(raw["envs"]), int(raw["seed"]), raw["expert"], int(raw.get("reference_episodes", 4)),
+                   behaviours, pools, profiles, path, raw)
 
 
 @dataclass(frozen=True)
@@ -56,21 +102,20 @@ class Recipe:
     split: str
     pool: str
     profile: str
-    card: dict[str, Any]
-    card_path: Path
+    card: RecipeCard
 
     @property
     def episodes_per_task(self) -> int:
-        return int(self.card["profiles"][self.profile]["episodes_per_task"])
+        return self.card.profiles[self.profile]
 
     @property
     def shares(self) -> dict[str, float]:
-        return dict(self.card["pools"][self.pool])
+        return self.card.pools[self.pool]
 
     @property
     def behaviour_names(self) -> list[str]:
         """Every behaviour of the family; a behaviour's label is its index here."""
-        return list(self.card["behaviours"])
+        return list(self.card.behaviours)
 
     def episode_counts(self) -> dict[str, int]:
         """Episodes per task for each behaviour of the pool (largest-remainder rounding)."""
@@ -87,7 +132,7 @@ class Recipe:
     def fingerprint(self) -> str:
         """A hash of everything that determines the arrays: same hash, same dataset."""
         payload = {
-            "card": self.card,
+            "card": self.card.raw,
             "dataset_id": self.dataset_id,
             "env_id": self.env_id,
             "split": self.split,
@@ -97,59 +142,34 @@ class Recipe:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _check_card(card: dict, path: Path) -> None:
-    def fail(problem: str):
-        raise ValueError(f"Recipe card {path}: {problem}")
-
-    for key in ("envs", "seed", "expert", "behaviours", "pools", "profiles"):
-        if key not in card:
-            fail(f"missing the key {key!r}")
-    for env_id in card["envs"]:
-        if env_id not in ENVS:
-            fail(f"unknown env id {env_id!r}")
-    behaviours = card["behaviours"]
-    if card["expert"] not in behaviours or "random" not in behaviours:
-        fail("needs a 'random' behaviour and names its expert among the behaviours")
-    if set(card["pools"]) != set(POOLS):
-        fail(f"needs exactly the pools {POOLS}")
-    used = {pool: set(shares) for pool, shares in card["pools"].items()}
-    for pool, names in used.items():
-        if names - set(behaviours):
-            fail(f"pool {pool!r} names unknown behaviours {sorted(names - set(behaviours))}")
-    if used["iid"] & used["ood"]:
-        fail(f"behaviours {sorted(used['iid'] & used['ood'])} are in both pools")
-
-
 @cache
-def _cards(directory: Path) -> dict[str, tuple[dict, Path]]:
-    """env id -> (card, path) for every card in `directory`."""
+def _cards(directory: Path) -> dict[str, RecipeCard]:
+    """env id -> card, for every card in `directory`."""
     cards = {}
     for path in sorted(directory.glob("*.toml")):
-        with open(path, "rb") as f:
-            card = tomllib.load(f)
-        _check_card(card, path)
-        for env_id in card["envs"]:
-            cards[env_id] = (card, path)
+        card = RecipeCard.load(path)
+        for env_id in card.envs:
+            cards[env_id] = card
     return cards
 
 
-def card(env_id: str) -> dict[str, Any]:
+def card(env_id: str) -> RecipeCard:
     """The recipe card of an env id (its behaviours, pools and profiles)."""
     cards = _cards(recipes_dir())
     if env_id not in cards:
         raise ValueError(f"No recipe card in {recipes_dir()} covers {env_id!r}.")
-    return cards[env_id][0]
+    return cards[env_id]
 
 
 def all_recipes() -> list[Recipe]:
     """Every dataset the cards define, in a stable order."""
     recipes = []
-    for env_id, (card, path) in _cards(recipes_dir()).items():
+    for env_id, family in _cards(recipes_dir()).items():
         for split in entry(env_id).env_class.splits():
             for pool in POOLS:
-                for profile in card["profiles"]:
-                    dataset_id = f"bitr/{env_slug(env_id)}/{split}-{pool}-{profile}-v{DATASET_VERSION}"
-                    recipes.append(Recipe(dataset_id, env_id, split, pool, profile, card, path))
+                for profile in family.profiles:
+                    dataset_id = str(DatasetId.of(env_id, split, pool, profile))
+                    recipes.append(Recipe(dataset_id, env_id, split, pool, profile, family))
     return recipes
 
 
@@ -158,11 +178,5 @@ def recipe(dataset_id: str) -> Recipe:
     for candidate in all_recipes():
         if candidate.dataset_id == dataset_id:
             return candidate
-    match = _ID.match(dataset_id)
-    hint = (
-        "Dataset ids look like bitr/<env>/<split>-<pool>-<profile>-v0, "
-        "e.g. bitr/point-robot-sparse/train-iid-lite-v0; `bitr datasets list` shows them all."
-    )
-    if match is None:
-        raise ValueError(f"{dataset_id!r} is not a BITR dataset id. {hint}")
-    raise ValueError(f"No recipe defines {dataset_id!r}. {hint}")
+    DatasetId.parse(dataset_id)  # a malformed id: say how ids are formed
+    raise ValueError(f"No recipe defines {dataset_id!r}. {FORMAT_HINT}")

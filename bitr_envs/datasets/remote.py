@@ -134,6 +134,13 @@ def download(dataset_id: str, remote: Optional[str] = None, force: bool = False)
                 minari.download_dataset(dataset_id)
             except ValueError as err:
                 raise DatasetError(f"Cannot download {dataset_id} from {name}: {err}") from err
+            except Exception as err:  # network, authentication and missing-package errors, each worded its own way
+                reason = (str(err).strip().splitlines() or [""])[0][:200]
+                raise DatasetError(
+                    f"Cannot reach {name} to download {dataset_id} ({type(err).__name__}: {reason}). Check the "
+                    f"network connection and that the remote exists (hf:// needs `pip install 'bitr-bench[hf]'`); "
+                    f"or build the dataset here with `bitr datasets build {dataset_id}`."
+                ) from None
             problems = verify(dataset_id)
             if problems:
                 raise DatasetError(f"Downloaded {dataset_id} from {name}, but: " + " ".join(problems))
