@@ -1,8 +1,12 @@
 """The `bitr` command: `envs` and `datasets` (from `bitr_envs.cli`), `evaluate` and `leaderboard`.
 
     bitr evaluate --agent SPEC     run an evaluation suite (see bitr_eval)
-    bitr leaderboard add FILE      check a result file and file it under leaderboard/results/
+    bitr leaderboard add RUN.json [RUN2.json ...] --name NAME
+                                   check result files (training runs of one agent) and file them
+                                   as one entry under leaderboard/results/
     bitr leaderboard render        write leaderboard/README.md and leaderboard/index.html
+    bitr sweep --algos A,B --envs E1,E2 --seeds 0,1,2 --out runs/sweep
+                                   train and evaluate a grid of methods x families x seeds
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 from typing import Sequence
 
 from bitr_envs.cli import add_commands, format_table
+from bitr_eval.suites import SUITES
 
 
 def format_summary(summary) -> str:
@@ -78,8 +83,16 @@ def _evaluate(args) -> int:
 def _leaderboard_add(args) -> int:
     from bitr_eval.leaderboard import add
 
-    print(f"{args.result}: accepted, filed as {add(args.result, args.dir, args.replace)}")
+    target = add(args.results, args.dir, name=args.name, replace=args.replace)
+    runs = len(args.results)
+    print(f"{', '.join(args.results)}: accepted, filed as {target} ({runs} run{'s' if runs > 1 else ''})")
     return 0
+
+
+def _sweep(args) -> int:
+    from bitr_eval.sweep import main_from_args
+
+    return main_from_args(args)
 
 
 def _leaderboard_render(args) -> int:
@@ -100,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--checkpoint", help="passed to the agent's factory as checkpoint=")
     evaluation.add_argument("--agent-args", help="JSON object of keyword arguments for the factory")
     evaluation.add_argument("--name", help="submission name (default: the agent spec)")
-    evaluation.add_argument("--suite", default="lite", help="tiny, lite or full (default: lite)")
+    evaluation.add_argument("--suite", default="lite", choices=list(SUITES), help="the suite (default: lite)")
     evaluation.add_argument("--env", action="append", dest="envs", metavar="ENV_ID",
                             help="run only this env's units (repeatable); the same --out later takes the rest")
     evaluation.add_argument("--out", required=True, help="result file; an existing one is resumed")
@@ -110,21 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = groups.add_parser("leaderboard", help="file result files and render the leaderboard")
     commands = board.add_subparsers(dest="command", required=True)
-    filing = commands.add_parser("add", help="check a result file and file it on the board")
-    filing.add_argument("result", help="a result file of `bitr evaluate`")
+    filing = commands.add_parser("add", help="check result files and file them on the board as one entry")
+    filing.add_argument("results", nargs="+", metavar="RESULT",
+                        help="result files of `bitr evaluate`: the training runs (checkpoints) of one agent")
+    filing.add_argument("--name", help="the entry's name (default: the runs' submission name)")
     filing.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
-    filing.add_argument("--replace", action="store_true", help="replace the submission's filed result of that name")
+    filing.add_argument("--replace", action="store_true", help="replace the filed entry of that name")
     filing.set_defaults(func=_leaderboard_add)
     rendering = commands.add_parser("render", help="write README.md and index.html from the filed results")
     rendering.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     rendering.set_defaults(func=_leaderboard_render)
+
+    from bitr_eval.sweep import add_arguments
+
+    sweep = groups.add_parser("sweep", help="train and evaluate methods x families x seeds, resumably")
+    add_arguments(sweep)
+    sweep.set_defaults(func=_sweep)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from bitr_envs.datasets.loader import DatasetError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error argparse has printed: its exit code
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
     except (ValueError, DatasetError) as err:  # bad ids, splits, damaged data: the message says what to do

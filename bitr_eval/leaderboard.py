@@ -1,14 +1,24 @@
-"""The leaderboard: a folder of accepted result files, and the two pages rendered from it.
+"""The leaderboard: a folder of board entries, each one or more checked result files (training
+runs), and the two pages rendered from it.
 
-    bitr leaderboard add runs/mine.json    check a result and file it as results/<suite>/<name>.json
-    bitr leaderboard render                write README.md and index.html from the filed results
+    bitr leaderboard add RUN1.json RUN2.json RUN3.json --name "FOCAL (lite)"
+    bitr leaderboard render        write README.md and index.html from the filed entries
 
-Only comparable results get on the board: the suite run whole, under the suite's current
-definition (fingerprint), on the same data as every other result (dataset sha256s). Privileged
-submissions (the oracle sees the task) are shown as anchors and never ranked.
+An entry lives in `results/<suite>/<slug of its name>/`: `entry.json` (its name and run files)
+and `run-1.json`, `run-2.json`, ... (the result files as submitted, one per training run of
+the same agent: same spec and arguments, different checkpoints).
 
-Result files are data from strangers: every string taken from one is escaped on output, and
-index.html runs only its own script (a Content-Security-Policy pins it by hash).
+A result file is data from strangers. `add` (and `render`, again) accepts one only if it can
+be compared with the others and proves its numbers: the suite run whole under its current
+definition; every episode of every unit present once, within the horizon, finite; every score,
+unit summary and aggregate recomputed from the episodes and the recorded reference returns;
+those references equal to the local datasets' where they are present; the dataset checksums
+equal to the pinned ones where the benchmark pins them, and to every other filed result's.
+Whether a row is ranked is not taken from the file: the built-in anchors (`random`, `oracle`)
+and anything privileged (the `oracle` spec, or a submission that says so) are reference rows.
+
+Every string taken from a result is escaped on output, and index.html runs only its own script
+(a Content-Security-Policy pins it by hash).
 """
 
 from __future__ import annotations
@@ -16,24 +26,34 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import math
 import re
 from pathlib import Path
 
-from bitr_envs.datasets.storage import write_json_atomic
-from bitr_eval.results import ResultError, load_result
-from bitr_eval.suites import PROTOCOLS, SUITES
+import numpy as np
 
-RESULTS = "results"  # the filed results, one folder per suite
+from bitr_envs.datasets.storage import write_json_atomic
+from bitr_eval.results import OldSchemaError, ResultError, load_result
+from bitr_eval.scoring import TOLERANCE, verify
+from bitr_eval.stats import summarize_runs
+from bitr_eval.suites import SUITES
+
+RESULTS = "results"  # the filed entries, one folder per suite
+ENTRY_FILE = "entry.json"
+ANCHOR_AGENTS = ("random", "oracle")  # built-in agent specs shown as anchors, never ranked
 
 
 def slug(name: str) -> str:
-    """A file name for a submission name: lower-case letters, digits and dashes."""
+    """A folder name for an entry name: lower-case letters, digits and dashes."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "submission"
 
 
+# Checking -----------------------------------------------------------------------------------
+
 def check(result: dict) -> None:
-    """Refuse a (schema-valid) result that cannot be compared with the others of its suite."""
+    """Refuse a (schema-valid) result that cannot be compared with the others of its suite, or
+    whose numbers do not follow from its episodes and references."""
     name = result["suite"]["name"]
     if name not in SUITES:
         raise ResultError(f"unknown suite {name!r}: the leaderboard has {', '.join(SUITES)}")
@@ -41,6 +61,8 @@ def check(result: dict) -> None:
     if result["suite"]["fingerprint"] != suite.fingerprint():
         raise ResultError(f"suite fingerprint differs from the {name} suite's current definition: "
                           f"evaluate again with this version of bitr-bench")
+    if list(result["suite"]["seeds"]) != list(suite.seeds):
+        raise ResultError(f"suite/seeds is {result['suite']['seeds']}, the {name} suite's are {list(suite.seeds)}")
     expected = {unit.unit_id: unit for unit in suite.units}
     records = {record["unit_id"]: record for record in result["units"]}
     listed = result["suite"]["units"]
@@ -53,96 +75,286 @@ def check(result: dict) -> None:
         record = records[unit_id]
         datasets = {d for d in (unit.context_dataset, unit.reference_dataset) if d}
         if ((record["env_id"], record["split"], record["protocol"]) != (unit.env_id, unit.split, unit.protocol)
-                or {d["id"] for d in record["datasets"]} != datasets):
+                or {d["id"] for d in record["datasets"]} != datasets or len(record["datasets"]) != len(datasets)):
             raise ResultError(f"unit {unit_id} does not match the {name} suite's definition of it")
-    protocols = result["aggregates"].get("protocols", {})
-    for protocol in PROTOCOLS:  # the pages show these: they must say what the units say
-        failed = any(u["status"] != "ok" for u in result["units"] if u["protocol"] == protocol)
-        if protocol not in protocols or (protocols[protocol] is None) != failed:
-            raise ResultError(f"aggregates/protocols/{protocol} does not follow from the unit records")
-    summaries = [s for s in protocols.values() if s] + [u["summary"] for u in result["units"] if u["summary"]]
-    if not all(abs(v) <= 1e6 for s in summaries for v in (s["mean"], s["iqm"], *s["mean_ci95"], *s["iqm_ci95"])):
-        raise ResultError("a summary holds a non-finite or absurd (beyond +-1e6) normalised score")
+    verify(result, suite)  # every score, summary and aggregate from the episodes
+    _check_pins(result)
+    _check_local_references(result)
     _check_dataset_hashes([result])  # one dataset, one hash, within the file too
 
 
+def _check_pins(result: dict) -> None:
+    """Refuse dataset checksums that differ from the benchmark's pinned ones."""
+    from bitr_envs.datasets.storage import pinned
+
+    for unit in result["units"]:
+        for i, dataset in enumerate(unit["datasets"]):
+            pin = pinned(dataset["id"])
+            if pin is None:
+                continue
+            for key in ("data_sha256", "content_sha256"):
+                if dataset[key] != pin[key]:
+                    raise ResultError(
+                        f"unit {unit['unit_id']}: datasets[{i}]/{key} of {dataset['id']} is {dataset[key][:12]}..., "
+                        f"the benchmark pins {pin[key][:12]}...: evaluate on the published datasets "
+                        f"(`bitr datasets verify {dataset['id']}`)")
+
+
+def _check_local_references(result: dict) -> None:
+    """Refuse reference returns that differ from those of the datasets present on this machine."""
+    from bitr_envs.datasets.storage import exists
+    from bitr_eval.scoring import reference_returns
+
+    suite = SUITES[result["suite"]["name"]]
+    units = {u.unit_id: u for u in suite.units}
+    local: dict[str, dict] = {}
+    for record in result["units"]:
+        if record["references"] is None:
+            continue
+        dataset_id = units[record["unit_id"]].reference_dataset
+        if dataset_id not in local:
+            local[dataset_id] = reference_returns(dataset_id) if exists(dataset_id) else None
+        if local[dataset_id] is None:
+            continue
+        for key in ("random", "expert"):
+            for task, (mine, theirs) in enumerate(zip(record["references"][key], local[dataset_id][key])):
+                if abs(mine - theirs) > TOLERANCE * max(1.0, abs(theirs)):
+                    raise ResultError(
+                        f"unit {record['unit_id']}: references/{key}[{task}] is {mine!r}, the dataset "
+                        f"{dataset_id} says {theirs!r}")
+
+
 def _check_dataset_hashes(results: list[dict]) -> None:
-    """Refuse results that read different data under one dataset id."""
-    hashes: dict[str, str] = {}
+    """Refuse results that read different data, or used other references, under one dataset id."""
+    hashes: dict[str, tuple[str, str]] = {}
+    references: dict[tuple[str, str], dict] = {}
     for result in results:
         for unit in result["units"]:
             for dataset in unit["datasets"]:
-                known = hashes.setdefault(dataset["id"], dataset["sha256"])
-                if known != dataset["sha256"]:
+                mine = (dataset["data_sha256"], dataset["content_sha256"])
+                known = hashes.setdefault(dataset["id"], mine)
+                if known != mine:
                     raise ResultError(
-                        f"mismatched data: dataset {dataset['id']} has sha256 {dataset['sha256'][:12]}... in "
-                        f"{result['submission']['name']!r} but {known[:12]}... in another unit or result; "
-                        f"evaluate on the published datasets (`bitr datasets verify`)")
+                        f"mismatched data: dataset {dataset['id']} has sha256 {mine[0][:12]}... (content "
+                        f"{mine[1][:12]}...) in {result['submission']['name']!r} but {known[0][:12]}... (content "
+                        f"{known[1][:12]}...) in another unit or result; evaluate on the published datasets "
+                        f"(`bitr datasets verify`)")
+            if unit["references"] is not None:
+                key = (unit["env_id"], unit["split"])
+                known_refs = references.setdefault(key, unit["references"])
+                if known_refs != unit["references"]:
+                    raise ResultError(f"mismatched references: unit {unit['unit_id']} of {result['submission']['name']!r} "
+                                      f"normalises with other reference returns than another unit or result")
 
 
-def filed(directory: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
-    """Every filed (path, result) that still passes the checks, and a warning for each other one."""
-    board, warnings = [], []
-    for path in sorted(Path(directory, RESULTS).glob("*/*.json")):
-        try:
-            result = load_result(path)
-            check(result)
-            if result["suite"]["name"] != path.parent.name:
-                raise ResultError(f"a result of the {result['suite']['name']} suite filed under {path.parent.name}")
-        except ResultError as err:
-            warnings.append(f"skipped {path}: {err}")
-            continue
-        board.append((path, result))
-    return board, warnings
+def role(runs: list[dict]) -> str:
+    """'anchor' (a built-in anchor agent), 'privileged' (told the task), or 'ranked'. Decided
+    from the agent spec as well as the file's flag: a file cannot rank the oracle."""
+    agents = {r["submission"]["agent"] for r in runs}
+    if agents & set(ANCHOR_AGENTS):
+        return "anchor"
+    if any(r["submission"]["privileged"] for r in runs):
+        return "privileged"
+    return "ranked"
 
 
-def add(path: str | Path, directory: str | Path = "leaderboard", replace: bool = False) -> Path:
-    """Check the result file `path` against the board and file a copy of it; return where."""
+def check_runs(runs: list[dict]) -> None:
+    """Refuse runs that are not one entry: the same suite, agent spec and arguments, different checkpoints."""
+    first = runs[0]
+    for i, run in enumerate(runs[1:], start=2):
+        for field in ("agent", "agent_args"):
+            if run["submission"][field] != first["submission"][field]:
+                raise ResultError(f"run {i}: submission/{field} differs from run 1's: the runs of one entry are "
+                                  f"the same agent")
+        if (run["suite"]["name"], run["suite"]["fingerprint"]) != (first["suite"]["name"], first["suite"]["fingerprint"]):
+            raise ResultError(f"run {i}: another suite than run 1's")
+        algos = {(r["submission"].get("training") or {}).get("algo") for r in (first, run)} - {None}
+        if len(algos) > 1:
+            raise ResultError(f"run {i}: trained with another algorithm than run 1 ({', '.join(sorted(algos))})")
+    checkpoints = [r["submission"]["checkpoint"] for r in runs]
+    if len(set(checkpoints)) != len(checkpoints):
+        raise ResultError("two runs have the same checkpoint: the runs of an entry are different training runs")
+
+
+# Filing -------------------------------------------------------------------------------------
+
+def _load_checked(path: Path) -> dict:
     result = load_result(path)
-    check(result)
-    name, suite_name = result["submission"]["name"], result["suite"]["name"]
-    target = Path(directory, RESULTS, suite_name, slug(name) + ".json")
-    board, _ = filed(directory)
-    for other_path, other in board:
-        same_name = other["suite"]["name"] == suite_name and other["submission"]["name"] == name
-        if other_path == target and not same_name:
-            raise ResultError(f"{target} already holds {other['submission']['name']!r}: choose a name that "
-                              f"differs in its letters or digits")
+    try:
+        check(result)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+    return result
+
+
+def filed(directory: str | Path) -> tuple[list[dict], list[str]]:
+    """Every filed entry that still passes the checks ({"name", "path", "suite", "runs"}), and a
+    warning for each skipped file or entry (an old schema says how to make the file again)."""
+    entries, warnings = [], []
+    root = Path(directory, RESULTS)
+    for suite_dir in sorted(p for p in root.glob("*") if p.is_dir()):
+        for path in sorted(suite_dir.glob("*.json")):  # loose files: the layout before entries
+            try:
+                load_result(path)
+                warnings.append(f"skipped {path}: a result file outside an entry folder; file it with "
+                                f"`bitr leaderboard add {path} --name NAME`")
+            except OldSchemaError as err:
+                warnings.append(f"skipped {err}, then `bitr leaderboard add NEW.json`")
+            except ResultError as err:
+                warnings.append(f"skipped {path}: {err}")
+        for folder in sorted(p for p in suite_dir.glob("*") if p.is_dir()):
+            try:
+                entries.append(_load_entry(folder))
+            except OldSchemaError as err:
+                warnings.append(f"skipped entry {folder}: {err}, then `bitr leaderboard add` the new files")
+            except ResultError as err:
+                warnings.append(f"skipped entry {folder}: {err}")
+    return entries, warnings
+
+
+def _load_entry(folder: Path) -> dict:
+    try:
+        meta = json.loads((folder / ENTRY_FILE).read_text())
+        name, files = meta["name"], meta["runs"]
+        if not (isinstance(name, str) and name and isinstance(files, list) and files
+                and all(isinstance(f, str) and re.fullmatch(r"run-\d+\.json", f) for f in files)):
+            raise ValueError("needs a name and a list of run-<k>.json files")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ResultError(f"{folder / ENTRY_FILE} is not a valid entry file ({err})") from None
+    runs = [_load_checked(folder / f) for f in files]
+    check_runs(runs)
+    suite_name = runs[0]["suite"]["name"]
+    if suite_name != folder.parent.name:
+        raise ResultError(f"an entry of the {suite_name} suite filed under {folder.parent.name}")
+    return {"name": name, "path": folder, "suite": suite_name, "runs": runs}
+
+
+def add(paths, directory: str | Path = "leaderboard", name: str | None = None, replace: bool = False) -> Path:
+    """Check the result files `paths` (the training runs of one agent) against the board and file
+    copies of them as one entry named `name` (default: the runs' common submission name); return
+    the entry's folder."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ResultError("no result file given")
+    runs = [_load_checked(Path(p)) for p in paths]
+    check_runs(runs)
+    if name is None:
+        names = {r["submission"]["name"] for r in runs}
+        if len(names) != 1:
+            raise ResultError(f"the runs have different submission names ({', '.join(sorted(names))}): "
+                              f"name the entry with --name")
+        name = names.pop()
+    if not name.strip() or len(name) > 100:
+        raise ResultError("an entry name has 1 to 100 characters")
+    suite_name = runs[0]["suite"]["name"]
+    target = Path(directory, RESULTS, suite_name, slug(name))
+    entries, _ = filed(directory)
+    for other in entries:
+        same_name = other["suite"] == suite_name and other["name"] == name
+        if other["path"] == target and not same_name:
+            raise ResultError(f"{target} already holds {other['name']!r}: choose a name that differs in its "
+                              f"letters or digits")
         if same_name and not replace:
-            raise ResultError(f"{name!r} is already on the {suite_name} board ({other_path}); --replace replaces it")
-    _check_dataset_hashes([r for p, r in board if p != target] + [result])
-    write_json_atomic(target, result)
+            raise ResultError(f"{name!r} is already on the {suite_name} board ({other['path']}); --replace "
+                              f"replaces it")
+    _check_dataset_hashes([r for e in entries if e["path"] != target for r in e["runs"]] + runs)
+    if target.exists():
+        for old in target.glob("*.json"):
+            old.unlink()
+    files = [f"run-{k}.json" for k in range(1, len(runs) + 1)]
+    for file, run in zip(files, runs):
+        write_json_atomic(target / file, run)
+    write_json_atomic(target / ENTRY_FILE, {"name": name, "runs": files})
     return target
 
 
 def render(directory: str | Path = "leaderboard") -> list[str]:
-    """Write README.md and index.html from the filed results; return the warnings about skipped files."""
-    board, warnings = filed(directory)
-    results = [result for _, result in board]
-    Path(directory, "README.md").write_text(markdown(results), encoding="utf-8")
-    Path(directory, "index.html").write_text(page(results), encoding="utf-8")
+    """Write README.md and index.html from the filed entries; return the warnings about skipped files."""
+    entries, warnings = filed(directory)
+    views = [entry_view(e["name"], e["runs"]) for e in entries]
+    Path(directory, "README.md").write_text(markdown(views), encoding="utf-8")
+    Path(directory, "index.html").write_text(page(views), encoding="utf-8")
     return warnings
+
+
+# Statistics of an entry ---------------------------------------------------------------------
+
+def _task_matrix(runs: list[dict], units: list) -> np.ndarray | None:
+    """(runs, tasks): per run, the mean over evaluation seeds of every task of `units`, one
+    column per (unit, task); None when a unit failed in some run."""
+    rows = []
+    for run in runs:
+        records = {u["unit_id"]: u for u in run["units"]}
+        if any(records[u.unit_id]["status"] != "ok" for u in units):
+            return None
+        rows.append(np.concatenate([np.mean(np.array(records[u.unit_id]["scores"]), axis=1) for u in units]))
+    return np.array(rows)
+
+
+def entry_view(name: str, runs: list[dict]) -> dict:
+    """What the pages show of an entry: per protocol the mean and IQM with 95% intervals (over
+    training runs when there are several, else over evaluation seeds), the iid->ood drop, the
+    training wall time, and per unit the same."""
+    suite = SUITES[runs[0]["suite"]["name"]]
+    many = len(runs) > 1
+    view = {"name": name, "agent": runs[0]["submission"]["agent"], "role": role(runs), "runs": len(runs),
+            "suite": suite.name, "started": max(r["started"] for r in runs), "protocols": {}, "units": []}
+    for protocol in suite.protocols:
+        units = [u for u in suite.units if u.protocol == protocol]
+        if many:
+            matrix = _task_matrix(runs, units)
+            view["protocols"][protocol] = None if matrix is None else summarize_runs(matrix)
+        else:
+            view["protocols"][protocol] = runs[0]["aggregates"]["protocols"].get(protocol)
+    iid = [u for u in suite.units if u.protocol == "offline-iid"]
+    pairs = {(u.env_id, u.split): u for u in suite.units if u.protocol == "offline-ood"}
+    iid = [u for u in iid if (u.env_id, u.split) in pairs]
+    view["drop"] = None
+    if iid:
+        a, b = _task_matrix(runs, iid), _task_matrix(runs, [pairs[(u.env_id, u.split)] for u in iid])
+        if a is not None and b is not None:
+            view["drop"] = {"value": float((a - b).mean()),
+                            "ci95": summarize_runs(a - b)["mean_ci95"] if many else None}
+    walls = [(r["submission"].get("training") or {}).get("wall_seconds") for r in runs]
+    walls = [w for w in walls if isinstance(w, (int, float))]
+    view["training_seconds"] = float(np.mean(walls)) if walls else None
+    view["training_runs"] = len(walls)
+    for unit in suite.units:
+        records = [next(u for u in r["units"] if u["unit_id"] == unit.unit_id) for r in runs]
+        failures = [(k, rec["failure"]) for k, rec in enumerate(records, start=1) if rec["status"] != "ok"]
+        if failures:
+            summary = None
+        elif many:
+            summary = summarize_runs(_task_matrix(runs, [unit]))
+        else:
+            summary = records[0]["summary"]
+        view["units"].append({"unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split,
+                              "protocol": unit.protocol, "summary": summary, "failures": failures})
+    return view
 
 
 # What both pages show -----------------------------------------------------------------------
 
-INTRO = ("Normalised score per task: 0 = random, 100 = expert; the mean over every (env, task, seed) of the "
-         "suite, with its 95% stratified-bootstrap confidence interval; IQM = interquartile mean. "
-         "iid→ood drop = offline-iid mean − offline-ood mean (positive: the agent suffers under context shift). "
-         "A submission with a failed unit has no score for that protocol. Anchors are privileged "
-         "(the oracle is told the task): shown for reference, never ranked.")
+INTRO = ("Normalised score per task: 0 = random, 100 = expert. An entry is one or more training runs of an "
+         "agent; per protocol its mean over every (env, task) of the suite and its interquartile mean (IQM), "
+         "each with a 95% stratified-bootstrap confidence interval (10,000 resamples; strata: tasks). With "
+         "several runs the runs are resampled, so the interval covers training seeds; a single run (marked) "
+         "only has evaluation seeds to resample, so its interval is narrower than it should be. "
+         "iid→ood drop = offline-iid mean − offline-ood mean over the same tasks (positive: the agent "
+         "suffers under context shift). An entry with a failed unit has no score for that protocol. "
+         "Anchors (random, oracle) and privileged agents (told the task) are shown for reference, never ranked. "
+         "Every number is recomputed from the filed episodes.")
+SINGLE = "1 (single run)"
 
 
-def by_suite(results: list[dict]) -> list[tuple[str, list[dict]]]:
-    """The suites that have results, in definition order; ranked submissions by name, then anchors."""
-    def order(r):
-        return r["submission"]["privileged"], r["submission"]["name"]
-    return [(name, sorted((r for r in results if r["suite"]["name"] == name), key=order))
-            for name in SUITES if any(r["suite"]["name"] == name for r in results)]
+def by_suite(views: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The suites that have entries, in definition order; entries by name."""
+    return [(name, sorted((v for v in views if v["suite"] == name), key=lambda v: v["name"]))
+            for name in SUITES if any(v["suite"] == name for v in views)]
 
 
-def score(result: dict, protocol: str, key: str = "mean"):
-    summary = result["aggregates"]["protocols"][protocol]
+def score(view: dict, protocol: str, key: str = "mean"):
+    summary = view["protocols"].get(protocol)
     return None if summary is None else summary[key]
 
 
@@ -154,21 +366,44 @@ def summary_text(summary: dict | None, key: str = "mean", missing: str = "failed
     return f"{summary[key]:.1f} [{low:.1f}, {high:.1f}]"
 
 
-def ci_text(result: dict, protocol: str, key: str = "mean") -> str:
-    return summary_text(result["aggregates"]["protocols"][protocol], key)
+def ci_text(view: dict, protocol: str, key: str = "mean") -> str:
+    return summary_text(view["protocols"].get(protocol), key)
 
 
-def drop(result: dict):
-    iid, ood = score(result, "offline-iid"), score(result, "offline-ood")
-    return None if iid is None or ood is None else iid - ood
+def drop_text(view: dict) -> str:
+    d = view["drop"]
+    if d is None:
+        return "–"
+    return f"{d['value']:.1f}" + ("" if d["ci95"] is None else f" [{d['ci95'][0]:.1f}, {d['ci95'][1]:.1f}]")
 
 
-def standings(results: list[dict], protocol: str) -> list[tuple[int | None, dict]]:
-    """(rank, result) of the non-privileged results, best mean first (ties share a rank); no score: last."""
-    ranked = [r for r in results if not r["submission"]["privileged"]]
-    scored = sorted((r for r in ranked if score(r, protocol) is not None), key=lambda r: -score(r, protocol))
-    return ([(1 + sum(score(o, protocol) > score(r, protocol) for o in scored), r) for r in scored]
-            + [(None, r) for r in ranked if score(r, protocol) is None])
+def drop_value(view: dict):
+    return None if view["drop"] is None else view["drop"]["value"]
+
+
+def runs_text(view: dict) -> str:
+    return SINGLE if view["runs"] == 1 else str(view["runs"])
+
+
+def wall_text(view: dict) -> str:
+    seconds = view["training_seconds"]
+    if seconds is None:
+        return "–"
+    text = f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    partial = view["training_runs"] < view["runs"]
+    return text + (f" ({view['training_runs']} of {view['runs']} runs)" if partial else "")
+
+
+def standings(views: list[dict], protocol: str) -> list[tuple[int | None, dict]]:
+    """(rank, entry) of the ranked entries, best mean first (ties share a rank); no score: last."""
+    ranked = [v for v in views if v["role"] == "ranked"]
+    scored = sorted((v for v in ranked if score(v, protocol) is not None), key=lambda v: -score(v, protocol))
+    return ([(1 + sum(score(o, protocol) > score(v, protocol) for o in scored), v) for v in scored]
+            + [(None, v) for v in ranked if score(v, protocol) is None])
+
+
+def references(views: list[dict]) -> list[dict]:
+    return [v for v in views if v["role"] != "ranked"]
 
 
 def first_line(failure: str | None) -> str:
@@ -176,12 +411,8 @@ def first_line(failure: str | None) -> str:
     return (failure or "no reason given").strip().split("\n")[0][:200]
 
 
-def latest(results: list[dict]) -> str:
-    return max(r["started"] for r in results)
-
-
-def _number(value) -> str:
-    return "" if value is None else f"{value:.1f}"
+def latest(views: list[dict]) -> str:
+    return max(v["started"] for v in views)
 
 
 # README.md ----------------------------------------------------------------------------------
@@ -192,33 +423,38 @@ def md(text) -> str:
     return re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
 
 
-def markdown(results: list[dict]) -> str:
+HEADER = ["Entry", "Agent", "Runs", "Score (mean [95% CI])", "IQM [95% CI]", "iid→ood drop", "Training time"]
+
+
+def markdown(views: list[dict]) -> str:
     lines = ["# BITR-Bench leaderboard", "",
-             "Generated by `bitr leaderboard render` from `results/` (file a result with "
-             "`bitr leaderboard add RESULT.json`); do not edit by hand.", "", INTRO, "",
-             f"Latest result started: {md(latest(results))}." if results else "No results filed yet."]
-    header = "| Submission | Agent | Score (mean [95% CI]) | IQM [95% CI] | iid→ood drop |"
-    rule = "| --- | --- | --- | --- | ---: |"
-    for suite_name, entries in by_suite(results):
+             "Generated by `bitr leaderboard render` from `results/` (file an entry with "
+             "`bitr leaderboard add RUN1.json [RUN2.json ...] --name NAME`); do not edit by hand.", "", INTRO, "",
+             f"Latest result started: {md(latest(views))}." if views else "No results filed yet."]
+    header = "| " + " | ".join(HEADER) + " |"
+    rule = "| --- | --- | ---: | --- | --- | --- | ---: |"
+    for suite_name, entries in by_suite(views):
         lines += ["", f"## Suite {suite_name}", "", SUITES[suite_name].description]
-        for protocol in PROTOCOLS:
+        for protocol in SUITES[suite_name].protocols:
             lines += ["", f"### {protocol}", "", "| Rank " + header, "| ---: " + rule]
-            for rank, r in standings(entries, protocol):
-                lines.append(f"| {rank or '–'} " + _md_row(r, protocol))
-            anchors = [r for r in entries if r["submission"]["privileged"]]
-            if anchors:
-                lines += ["", "Anchors (privileged, not ranked):", "", header, rule]
-                lines += [_md_row(r, protocol) for r in anchors]
-        failed = [f"- {md(r['submission']['name'])}, {md(u['unit_id'])}: {md(first_line(u['failure']))}"
-                  for r in entries for u in r["units"] if u["status"] != "ok"]
+            for rank, v in standings(entries, protocol):
+                lines.append(f"| {rank or '–'} " + _md_row(v, protocol))
+            others = references(entries)
+            if others:
+                lines += ["", "Anchors and privileged references (not ranked):", "", "| Role " + header,
+                          "| --- " + rule]
+                lines += [f"| {v['role']} " + _md_row(v, protocol) for v in others]
+        failed = [f"- {md(v['name'])}, {md(u['unit_id'])}" + (f" (run {k})" if v["runs"] > 1 else "")
+                  + f": {md(first_line(failure))}"
+                  for v in entries for u in v["units"] for k, failure in u["failures"]]
         if failed:
             lines += ["", "### Failed units", ""] + failed
     return "\n".join(lines) + "\n"
 
 
-def _md_row(result: dict, protocol: str) -> str:
-    cells = [md(result["submission"]["name"]), md(result["submission"]["agent"]), ci_text(result, protocol),
-             ci_text(result, protocol, "iqm"), _number(drop(result)) or "–"]
+def _md_row(view: dict, protocol: str) -> str:
+    cells = [md(view["name"]), md(view["agent"]), runs_text(view), ci_text(view, protocol),
+             ci_text(view, protocol, "iqm"), drop_text(view), wall_text(view)]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -293,10 +529,10 @@ def _csp_hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
 
 
-def _colours(index: int, result: dict) -> tuple[str, str]:
-    """(stroke, fill) of a submission's marker in the plot: anchors are hollow."""
+def _colours(index: int, view: dict) -> tuple[str, str]:
+    """(stroke, fill) of an entry's marker in the plot: reference rows are hollow."""
     colour = PALETTE[index % len(PALETTE)]
-    return colour, "#fff" if result["submission"]["privileged"] else colour
+    return colour, colour if view["role"] == "ranked" else "#fff"
 
 
 def _num(text: str, value, cls: str = "num") -> str:
@@ -312,25 +548,30 @@ def _table(caption: str, header: list[str], rows: list[str], tail: str = "") -> 
             f"<tbody>{''.join(rows)}</tbody>{tail}</table>")
 
 
-def _ranking_row(rank_cell: str, r: dict, protocol: str) -> str:
-    style = "" if score(r, protocol) is not None else "failed"
-    return (f"<tr>{rank_cell}<td>{esc(r['submission']['name'])}</td><td><code>{esc(r['submission']['agent'])}</code></td>"
-            + _num(ci_text(r, protocol), score(r, protocol), style)
-            + _num(ci_text(r, protocol, "iqm"), score(r, protocol, "iqm"), style)
-            + _num(_number(drop(r)) or "–", drop(r)) + "</tr>")
+def _ranking_row(rank_cell: str, v: dict, protocol: str) -> str:
+    style = "" if score(v, protocol) is not None else "failed"
+    runs = f'<span title="a single training run: the interval covers evaluation seeds only">{SINGLE}</span>' \
+        if v["runs"] == 1 else str(v["runs"])
+    return (f"<tr>{rank_cell}<td>{esc(v['name'])}</td><td><code>{esc(v['agent'])}</code></td>"
+            + _num(runs, v["runs"])
+            + _num(ci_text(v, protocol), score(v, protocol), style)
+            + _num(ci_text(v, protocol, "iqm"), score(v, protocol, "iqm"), style)
+            + _num(drop_text(v), drop_value(v)) + _num(wall_text(v), v["training_seconds"]) + "</tr>")
 
 
 def _unit_rows(entries: list[dict]) -> list[str]:
     from bitr_envs.registry import entry
 
     rows = []
-    for r in entries:
-        name = esc(r["submission"]["name"]) + (" (anchor)" if r["submission"]["privileged"] else "")
-        for u in r["units"]:
-            family, s = entry(u["env_id"]).family, u["summary"] if u["status"] == "ok" else None
-            status = "ok" if u["status"] == "ok" else (
-                f'<span class="failed" title="{esc(u["failure"])}">failed: {esc(first_line(u["failure"]))}</span>')
-            cells = [f"<td>{name}</td>"] + [f"<td>{esc(v)}</td>" for v in (family, u["env_id"], u["split"], u["protocol"])]
+    for v in entries:
+        name = esc(v["name"]) + ("" if v["role"] == "ranked" else f" ({v['role']})")
+        for u in v["units"]:
+            family, s = entry(u["env_id"]).family, u["summary"]
+            status = "ok" if not u["failures"] else "; ".join(
+                f'<span class="failed" title="{esc(failure)}">failed'
+                + (f" (run {k})" if v["runs"] > 1 else "") + f": {esc(first_line(failure))}</span>"
+                for k, failure in u["failures"])
+            cells = [f"<td>{name}</td>"] + [f"<td>{esc(x)}</td>" for x in (family, u["env_id"], u["split"], u["protocol"])]
             cells += [_num(summary_text(s, missing="–"), None if s is None else s["mean"], ""),
                       _num("–" if s is None else f"{s['iqm']:.1f}", None if s is None else s["iqm"]),
                       f"<td>{status}</td>"]
@@ -338,54 +579,54 @@ def _unit_rows(entries: list[dict]) -> list[str]:
     return rows
 
 
-def _plot(entries: list[dict]) -> str:
-    """Normalised score per protocol: each submission's mean with its 95% CI bar (hand-written SVG)."""
+def _plot(entries: list[dict], protocols: list[str]) -> str:
+    """Normalised score per protocol: each entry's mean with its 95% CI bar (hand-written SVG)."""
     width, height, left, top, bottom = 760, 280, 60, 14, 34
-    values = [0.0, 100.0] + [v for r in entries for p in PROTOCOLS if score(r, p) is not None
-                             for v in r["aggregates"]["protocols"][p]["mean_ci95"]]
+    values = [0.0, 100.0] + [x for v in entries for p in protocols if score(v, p) is not None
+                             for x in v["protocols"][p]["mean_ci95"]]
     step = 25
     while (max(values) - min(values)) / step > 8:
         step *= 2
     low, high = step * math.floor(min(values) / step), step * math.ceil(max(values) / step)
 
-    def y(v: float) -> str:
-        return f"{top + (high - v) / (high - low) * (height - top - bottom):.1f}"
+    def y(value: float) -> str:
+        return f"{top + (high - value) / (high - low) * (height - top - bottom):.1f}"
 
-    band = (width - left) / len(PROTOCOLS)
+    band = (width - left) / len(protocols)
     parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="normalised score per protocol" font-size="12" fill="#1b1f24">']
     for tick in range(low, high + 1, step):
         dash = ' stroke-dasharray="4 3"' if tick in (0, 100) else ""  # random and expert
         parts.append(f'<line x1="{left}" x2="{width}" y1="{y(tick)}" y2="{y(tick)}" stroke="#d0d7de"{dash}/>'
                      f'<text x="{left - 6}" y="{y(tick)}" text-anchor="end" dominant-baseline="middle">{tick}</text>')
-    for b, protocol in enumerate(PROTOCOLS):
-        parts.append(f'<text x="{left + band * (b + .5):.1f}" y="{height - 10}" text-anchor="middle">{protocol}</text>')
-        for i, r in enumerate(entries):
-            summary = r["aggregates"]["protocols"][protocol]
+    for b, protocol in enumerate(protocols):
+        parts.append(f'<text x="{left + band * (b + .5):.1f}" y="{height - 10}" text-anchor="middle">{esc(protocol)}</text>')
+        for i, v in enumerate(entries):
+            summary = v["protocols"].get(protocol)
             if summary is None:
                 continue
-            (stroke, fill), (lo, hi) = _colours(i, r), summary["mean_ci95"]
+            (stroke, fill), (lo, hi) = _colours(i, v), summary["mean_ci95"]
             x = f"{left + band * (b + (i + 1) / (len(entries) + 1)):.1f}"
-            parts.append(f'<g stroke="{stroke}" stroke-width="2"><title>{esc(r["submission"]["name"])}, {protocol}: '
-                         f'{ci_text(r, protocol)}</title><line x1="{x}" x2="{x}" y1="{y(lo)}" y2="{y(hi)}"/>'
+            parts.append(f'<g stroke="{stroke}" stroke-width="2"><title>{esc(v["name"])}, {esc(protocol)}: '
+                         f'{ci_text(v, protocol)}</title><line x1="{x}" x2="{x}" y1="{y(lo)}" y2="{y(hi)}"/>'
                          f'<circle cx="{x}" cy="{y(summary["mean"])}" r="4.5" fill="{fill}"/></g>')
     parts.append(f'<text transform="translate(16 {(height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">'
                  "normalised score</text></svg>")
     legend = "".join(
         '<li><svg width="12" height="12" viewBox="0 0 12 12"><circle cx="6" cy="6" r="4.5" stroke-width="2" '
-        f'stroke="{_colours(i, r)[0]}" fill="{_colours(i, r)[1]}"/></svg> {esc(r["submission"]["name"])}'
-        f'{" (anchor)" if r["submission"]["privileged"] else ""}</li>' for i, r in enumerate(entries))
+        f'stroke="{_colours(i, v)[0]}" fill="{_colours(i, v)[1]}"/></svg> {esc(v["name"])}'
+        f'{"" if v["role"] == "ranked" else " (" + v["role"] + ")"}</li>' for i, v in enumerate(entries))
     return "".join(parts) + f'<ul class="legend">{legend}</ul>'
 
 
-def page(results: list[dict]) -> str:
+def page(views: list[dict]) -> str:
     from bitr_envs.registry import entry
 
-    suites = by_suite(results)
-    envs = sorted({u["env_id"] for r in results for u in r["units"]})
+    suites = by_suite(views)
+    envs = sorted({u["env_id"] for v in views for u in v["units"]})
     families = sorted({entry(e).family for e in envs})
     body = [f"<h1>BITR-Bench leaderboard</h1><p>{esc(INTRO)}</p>",
-            f'<p class="muted">Latest result started: {esc(latest(results))}.</p>' if results
+            f'<p class="muted">Latest result started: {esc(latest(views))}.</p>' if views
             else "<p>No results filed yet.</p>"]
     if envs:
         boxes = "".join(f'<label><input type="checkbox" name="family" value="{esc(f)}" checked> {esc(f)}</label>'
@@ -394,18 +635,18 @@ def page(results: list[dict]) -> str:
         body.append(f"<fieldset><legend>Units shown in the per-unit tables</legend>{boxes}"
                     f'<label for="env-filter">env</label> <select id="env-filter"><option value="">all</option>'
                     f"{options}</select></fieldset>")
-    header = ["Rank", "Submission", "Agent", "Score (mean [95% CI])", "IQM [95% CI]", "iid→ood drop"]
+    header = ["Rank"] + HEADER
     for suite_name, entries in suites:
-        body.append(f'<section id="suite-{suite_name}"><h2>Suite {suite_name}</h2>'
-                    f"<p>{esc(SUITES[suite_name].description)}</p>{_plot(entries)}")
-        for protocol in PROTOCOLS:
-            ranking = [_ranking_row(_num(rank or "–", rank), r, protocol) for rank, r in standings(entries, protocol)]
-            anchors = [_ranking_row('<td class="muted">anchor</td>', r, protocol)
-                       for r in entries if r["submission"]["privileged"]]
-            tail = ('<tbody class="anchors"><tr><th colspan="6">Anchors (privileged, not ranked)</th></tr>'
-                    + "".join(anchors) + "</tbody>") if anchors else ""
-            body.append(_table(protocol, header, ranking, tail))
-        body.append(_table("Per unit", ["Submission", "Family", "Env", "Split", "Protocol", "Score (mean [95% CI])",
+        protocols = SUITES[suite_name].protocols
+        body.append(f'<section id="suite-{esc(suite_name)}"><h2>Suite {esc(suite_name)}</h2>'
+                    f"<p>{esc(SUITES[suite_name].description)}</p>{_plot(entries, protocols)}")
+        for protocol in protocols:
+            ranking = [_ranking_row(_num(rank or "–", rank), v, protocol) for rank, v in standings(entries, protocol)]
+            others = [_ranking_row(f'<td class="muted">{v["role"]}</td>', v, protocol) for v in references(entries)]
+            tail = (f'<tbody class="anchors"><tr><th colspan="{len(header)}">Anchors and privileged references '
+                    "(not ranked)</th></tr>" + "".join(others) + "</tbody>") if others else ""
+            body.append(_table(esc(protocol), header, ranking, tail))
+        body.append(_table("Per unit", ["Entry", "Family", "Env", "Split", "Protocol", "Score (mean [95% CI])",
                                         "IQM", "Status"], _unit_rows(entries)) + "</section>")
     policy = f"default-src 'none'; style-src {_csp_hash(CSS)}; script-src {_csp_hash(JS)}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -27,9 +27,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from bitr_envs.datasets.storage import write_json_atomic
-from bitr_eval.results import SCHEMA_VERSION, load_result
-from bitr_eval.stats import summarize
-from bitr_eval.suites import PROTOCOLS, Suite, Unit
+from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
+from bitr_eval.scoring import aggregates, unit_record
+from bitr_eval.suites import Suite, Unit
 from bitr_eval.worker import worker_main
 
 STARTUP_LIMIT_S = 300.0  # importing the agent and loading its context data
@@ -77,67 +77,6 @@ def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, p
     record = unit_record(unit, seeds, episodes, failure)
     record["wall_seconds"] = round(time.monotonic() - started, 3)
     return record
-
-
-def unit_record(unit: Unit, seeds, episodes: list[dict], failure: Optional[str]) -> dict:
-    """The unit's result: raw episodes, normalised scores per (task, seed), summaries."""
-    from bitr_envs.datasets import load
-    from bitr_envs.datasets.loader import read_metadata
-
-    dataset_ids = [d for d in (unit.context_dataset, unit.reference_dataset) if d]
-    record = {
-        "unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split, "protocol": unit.protocol,
-        "status": "failed" if failure else "ok", "failure": failure,
-        "datasets": [{"id": d, "sha256": read_metadata(d)["bitr_data_sha256"]} for d in dict.fromkeys(dataset_ids)],
-        "episodes": episodes, "scores": [], "summary": None, "first_episode": None, "success_rate": None,
-    }
-    if failure:
-        return record
-    references = load(unit.reference_dataset).reference_returns
-    n_tasks = len(references["random"])
-
-    def normalised(task, value):
-        low, high = references["random"][task], references["expert"][task]
-        return 100.0 * (value - low) / (high - low)
-
-    def per_task_seed(select) -> np.ndarray:
-        return np.array([
-            [np.mean([normalised(t, e["return"]) for e in episodes if e["task"] == t and e["seed"] == s and select(e)])
-             for s in seeds]
-            for t in range(n_tasks)
-        ])
-
-    scores = per_task_seed(lambda e: e["phase"] == "score")
-    record["scores"] = scores.tolist()
-    record["summary"] = summarize(scores)
-    if unit.protocol == "online":
-        record["first_episode"] = summarize(per_task_seed(lambda e: e["episode"] == 0))
-    successes = [e["success"] for e in episodes if e["phase"] == "score" and e["success"] is not None]
-    record["success_rate"] = float(np.mean(successes)) if successes else None
-    return record
-
-
-def aggregates(units: list[dict]) -> dict:
-    """Per protocol, every (env, task, seed) score of the suite together; and per env the drop
-    from offline-iid to offline-ood context (positive = the agent suffers under context shift)."""
-    result = {"protocols": {}, "ood_drop": {}}
-    for protocol in PROTOCOLS:
-        done = [u for u in units if u["protocol"] == protocol]
-        if done and all(u["status"] == "ok" for u in done):
-            result["protocols"][protocol] = summarize(np.concatenate([np.array(u["scores"]) for u in done]))
-        else:
-            result["protocols"][protocol] = None  # a failed or missing unit: no aggregate
-    by_key = {(u["env_id"], u["split"], u["protocol"]): u for u in units}
-    for (env_id, split, protocol), unit in by_key.items():
-        if protocol != "offline-iid":
-            continue
-        ood = by_key.get((env_id, split, "offline-ood"))
-        key = f"{env_id}/{split}"
-        if unit["status"] == "ok" and ood is not None and ood["status"] == "ok":
-            result["ood_drop"][key] = unit["summary"]["mean"] - ood["summary"]["mean"]
-        else:
-            result["ood_drop"][key] = None
-    return result
 
 
 def _versions() -> dict[str, str]:
@@ -211,6 +150,9 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
 
     submission = {"checkpoint": None, "agent_args": {}, **submission}
     submission["privileged"] = bool(getattr(load_factory(submission["agent"]), "privileged", False))
+    training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says
+    if training is not None:
+        submission["training"] = training
     out = Path(out)
     started_clock = time.monotonic()
     result = {

@@ -12,6 +12,10 @@ Protocols (PROTOCOL.md):
   (`observe`), then `episodes` scored episodes. Reported: the first episode's return and the
   scored episodes' return (post-adaptation).
 
+- `offline-iid:<behaviour>` / `offline-ood:<behaviour>` (suite `lite-behaviours`): the same
+  as the plain offline protocols, with context drawn from one behaviour policy of the pool at a
+  time (`context_rows`), for a per-behaviour breakdown.
+
 Normalised score per task: 100 * (return - random) / (expert - random), with the reference
 returns recorded in the datasets of the split.
 """
@@ -20,18 +24,51 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Callable, Optional
 
-from bitr_envs.datasets.ids import env_slug
+import numpy as np
 
-PROTOCOLS = ("offline-iid", "offline-ood", "online")
+from bitr_envs.datasets.ids import DatasetId, env_slug
+from bitr_envs.registry import ENVS
+
+PROTOCOLS = ("offline-iid", "offline-ood", "online")  # the base protocols; variants name one of them
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol name read once: `offline-ood:expert` -> base offline-ood, pool ood, behaviour expert."""
+
+    name: str
+    base: str  # one of PROTOCOLS
+    pool: Optional[str]  # behaviour pool of the context dataset ('iid' / 'ood'); None: no context
+    behaviour: Optional[str] = None  # context from this behaviour of the pool only
+
+    @property
+    def takes_context(self) -> bool:
+        return self.pool is not None
+
+    @classmethod
+    def parse(cls, name: str) -> "Protocol":
+        base, _, behaviour = name.partition(":")
+        pools = {"offline-iid": "iid", "offline-ood": "ood", "online": None}
+        if base not in pools or (behaviour and base == "online") or (":" in name and not behaviour):
+            raise ValueError(f"Unknown protocol {name!r}: use one of {list(PROTOCOLS)}, or "
+                             f"offline-iid:<behaviour> / offline-ood:<behaviour>.")
+        return cls(name, base, pools[base], behaviour or None)
+
+
+def dataset_id(env_id: str, split: str, pool: str, profile: str) -> str:
+    """The id of a BITR dataset; the one place the evaluator builds one."""
+    return str(DatasetId.of(env_id, split, pool, profile))
 
 
 @dataclass(frozen=True)
 class Unit:
     env_id: str
     split: str
-    protocol: str
+    protocol: str  # a Protocol's name (`kind` reads it)
     profile: str  # size profile of the context datasets
     context_episodes: int  # whole episodes of context, drawn from the task's data
     episodes: int  # scored episodes per task and seed
@@ -42,16 +79,18 @@ class Unit:
         return f"{env_slug(self.env_id)}/{self.split}/{self.protocol}"
 
     @property
+    def kind(self) -> Protocol:
+        return Protocol.parse(self.protocol)
+
+    @property
     def context_dataset(self) -> str | None:
-        if self.protocol == "online":
-            return None
-        pool = self.protocol.split("-")[1]
-        return f"bitr/{env_slug(self.env_id)}/{self.split}-{pool}-{self.profile}-v0"
+        pool = self.kind.pool
+        return None if pool is None else dataset_id(self.env_id, self.split, pool, self.profile)
 
     @property
     def reference_dataset(self) -> str:
         """The dataset whose reference returns normalise this unit's scores."""
-        return f"bitr/{env_slug(self.env_id)}/{self.split}-iid-{self.profile}-v0"
+        return dataset_id(self.env_id, self.split, "iid", self.profile)
 
 
 @dataclass(frozen=True)
@@ -79,55 +118,127 @@ class Suite:
                     ids.append(dataset_id)
         return ids
 
+    @property
+    def protocols(self) -> list[str]:
+        """The protocol names of the suite's units, in definition order."""
+        return list(dict.fromkeys(u.protocol for u in self.units))
 
-def _units(env_ids, split, profile, context_episodes, episodes, explore_episodes):
+
+def context_rows(task_data, behaviour: Optional[int], n_episodes: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of `n_episodes` whole episodes of one task's data, drawn uniformly without
+    replacement among the episodes of behaviour label `behaviour` (None: among all of them).
+    With `behaviour=None` the draw is the plain offline protocols' one (the same rng calls)."""
+    ends = np.flatnonzero(task_data.terminals | task_data.timeouts) + 1
+    starts = np.r_[0, ends[:-1]]
+    eligible = np.arange(len(ends))
+    if behaviour is not None:
+        eligible = eligible[np.asarray(task_data.behaviours)[starts] == behaviour]
+        if len(eligible) == 0:
+            raise ValueError(f"the task's data has no episode of behaviour label {behaviour}")
+    chosen = eligible[np.sort(rng.choice(len(eligible), size=min(n_episodes, len(eligible)), replace=False))]
+    return np.concatenate([np.arange(starts[i], ends[i]) for i in chosen])
+
+
+def unit_context(unit: Unit, data, task: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The context a unit gives the agent for `task` of its context dataset `data` (an
+    OfflineData): whole episodes, from the unit's behaviour only when its protocol names one,
+    without the behaviour labels (the agent must not know who collected its context)."""
+    behaviour = unit.kind.behaviour
+    label = None if behaviour is None else data.behaviour_names.index(behaviour)
+    transitions = data.tasks[task].take(context_rows(data.tasks[task], label, unit.context_episodes, rng))
+    del transitions["behaviours"]
+    return transitions
+
+
+# The envs, from the registry -----------------------------------------------------------------
+
+LITE_ENVS = ("bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0", "bitr/CheetahVelSparse-v0", "bitr/ReachSparse-v0")
+FULL_ENVS = tuple(ENVS)  # every registered id
+
+
+def context_episodes(env_id: str) -> int:
+    """Whole context episodes: about 100 transitions, at least one episode (Point-Robot: 5 x 20
+    steps; the 200- and 500-step families: one episode)."""
+    return max(1, 100 // ENVS[env_id].horizon)
+
+
+def has_split(env_id: str, split: str) -> bool:
+    return split in ENVS[env_id].env_class.splits()
+
+
+def _units(env_ids, split, profile, episodes, explore_episodes, protocols=PROTOCOLS):
     return tuple(
-        Unit(env_id, split, protocol, profile, context_episodes[env_id], episodes, explore_episodes)
+        Unit(env_id, split, protocol, profile, context_episodes(env_id), episodes, explore_episodes)
         for env_id in env_ids
-        for protocol in PROTOCOLS
+        for protocol in protocols
     )
 
 
-LITE_ENVS = ("bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0", "bitr/CheetahVelSparse-v0", "bitr/ReachSparse-v0")
-FULL_ENVS = (
-    "bitr/PointRobot-v0", "bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0", "bitr/CheetahVelSparse-v0",
-    "bitr/CheetahDir-v0", "bitr/AntDir-v0", "bitr/HopperParam-v0", "bitr/HopperParamSparse-v0",
-    "bitr/WalkerParam-v0", "bitr/WalkerParamSparse-v0", "bitr/Reach-v0", "bitr/ReachSparse-v0",
-    "bitr/Push-v0", "bitr/PushSparse-v0",
-)
-# Point-Robot episodes are 20 steps: 5 of them give 100 context transitions; one episode of the
-# 200- and 500-step families gives 200 and 500.
-CONTEXT_EPISODES = {env_id: (5 if "PointRobot" in env_id else 1) for env_id in FULL_ENVS}
+def _behaviour_protocols(env_id: str) -> list[str]:
+    """offline-iid:<b> for every behaviour of the iid pool, then offline-ood:<b> for the ood pool's."""
+    from bitr_envs.datasets.recipes import card
 
-SUITES = {
-    "tiny": Suite(
+    pools = card(env_id).pools
+    return [f"offline-{pool}:{b}" for pool in ("iid", "ood") for b in pools[pool]]
+
+
+def _lite_behaviours() -> Suite:
+    units = tuple(unit for env_id in LITE_ENVS
+                  for unit in _units([env_id], "test", "lite", 2, 2, _behaviour_protocols(env_id)))
+    return Suite(name="lite-behaviours",
+                 description="The lite suite's offline protocols, with context from one behaviour policy at "
+                 "a time: the per-behaviour breakdown of offline-iid and offline-ood.",
+                 seeds=(0, 1, 2), units=units)
+
+
+class _Suites(Mapping):
+    """name -> Suite, each built when first asked for: the names are known without importing every
+    env family (the full suite asks each family which splits it defines)."""
+
+    def __init__(self, makers: dict[str, Callable[[], Suite]]):
+        self._makers, self._built = makers, {}
+
+    def __getitem__(self, name: str) -> Suite:
+        if name not in self._built:
+            self._built[name] = self._makers[name]()
+        return self._built[name]
+
+    def __iter__(self):
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+
+SUITES: Mapping[str, Suite] = _Suites({
+    "tiny": lambda: Suite(
         name="tiny",
         description="For tests: Point-Robot-Sparse on tiny datasets, 1 seed.",
         seeds=(0,),
-        units=_units(["bitr/PointRobotSparse-v0"], "test", "tiny", CONTEXT_EPISODES, 1, 1),
+        units=_units(["bitr/PointRobotSparse-v0"], "test", "tiny", 1, 1),
     ),
-    "quick": Suite(
+    "quick": lambda: Suite(
         name="quick",
         description="The README's main job: Point-Robot-Sparse on lite datasets, test tasks, 3 seeds.",
         seeds=(0, 1, 2),
-        units=_units(["bitr/PointRobotSparse-v0"], "test", "lite", CONTEXT_EPISODES, 2, 2),
+        units=_units(["bitr/PointRobotSparse-v0"], "test", "lite", 2, 2),
     ),
-    "lite": Suite(
+    "lite": lambda: Suite(
         name="lite",
         description="CPU suite: Point-Robot-Sparse, Cheetah-Vel (dense and sparse), Reach-Sparse; "
         "lite datasets; test tasks; 3 seeds.",
         seeds=(0, 1, 2),
-        units=_units(LITE_ENVS, "test", "lite", CONTEXT_EPISODES, 2, 2),
+        units=_units(LITE_ENVS, "test", "lite", 2, 2),
     ),
-    "full": Suite(
+    "lite-behaviours": _lite_behaviours,
+    "full": lambda: Suite(
         name="full",
         description="Every family, test tasks and (where defined) ood tasks; full datasets; 5 seeds.",
         seeds=(0, 1, 2, 3, 4),
-        units=_units(FULL_ENVS, "test", "full", CONTEXT_EPISODES, 3, 3)
-        + _units([e for e in FULL_ENVS if e not in ("bitr/CheetahDir-v0", "bitr/AntDir-v0")], "ood", "full",
-                 CONTEXT_EPISODES, 3, 3),
+        units=_units(FULL_ENVS, "test", "full", 3, 3)
+        + _units([e for e in FULL_ENVS if has_split(e, "ood")], "ood", "full", 3, 3),
     ),
-}
+})
 
 
 def suite(name: str) -> Suite:

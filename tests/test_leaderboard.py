@@ -1,20 +1,23 @@
-"""The leaderboard: what `bitr leaderboard add` accepts and refuses, what `render` writes, and
-that strings from result files stay text (in Markdown, in HTML, and in a real browser)."""
+"""The leaderboard: what `bitr leaderboard add` accepts and refuses (every number is recomputed
+from the episodes), what `render` writes, and that strings from result files stay text (in
+Markdown, in HTML, and in a real browser)."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
 import pytest
 
-from bitr_eval.cli import main
-from bitr_eval.leaderboard import render, slug
+from bitr_envs.datasets import storage
 from bitr_envs.datasets.storage import write_json_atomic
+from bitr_envs.registry import entry
+from bitr_eval.cli import main
+from bitr_eval.leaderboard import ENTRY_FILE, render, slug
 from bitr_eval.results import SCHEMA_VERSION, validate
-from bitr_eval.runner import aggregates
-from bitr_eval.stats import summarize
+from bitr_eval.scoring import aggregates, expected_episodes, score_episodes
 from bitr_eval.suites import suite
 
 EVIL_NAME = "<script>alert(1)</script>"
@@ -22,27 +25,54 @@ EVIL_FAILURE = "agent.act raised ValueError: <img src=x onerror=alert(2)>\nTrace
 HASH = "a" * 64
 
 
+@pytest.fixture(autouse=True)
+def no_local_data(tmp_path, monkeypatch):
+    """No local datasets and no pins unless a test says so: the fake results' hashes are made up."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setattr(storage, "pins", lambda: {})
+
+
+def n_tasks(unit) -> int:
+    return len(entry(unit.env_id).env_class.split_tasks(unit.split))
+
+
 def make_result(name: str, score: float = 50.0, suite_name: str = "tiny", privileged: bool = False,
-                failed: str | None = None, failure: str = "agent.act raised ValueError", sha256: str = HASH) -> dict:
-    """A minimal valid result: every unit of the suite has 2 tasks whose mean is `score`; the unit whose
-    id ends with `failed` failed with `failure`; every dataset has the hash `sha256`."""
+                failed: str | None = None, failure: str = "agent.act raised ValueError", sha256: str = HASH,
+                agent: str = "my_pkg.agent:make", checkpoint: str | None = None, spread: float = 5.0,
+                training: dict | None = None) -> dict:
+    """A valid result whose numbers follow from its episodes: references 0 (random) and 100 (expert),
+    so a return is its score; task t, seed s scores `score` -+ `spread` (alternating tasks) + 2 (s - mid);
+    the unit whose id ends with `failed` failed with `failure`; every dataset has the hash `sha256`."""
     chosen = suite(suite_name)
     units = []
+    mid = (len(chosen.seeds) - 1) / 2
     for unit in chosen.units:
-        seeds = np.arange(len(chosen.seeds)) - (len(chosen.seeds) - 1) / 2
-        scores = np.array([score - 5.0 + 2.0 * seeds, score + 5.0 + 2.0 * seeds])
         broken = failed is not None and unit.unit_id.endswith(failed)
-        units.append({
+        tasks = n_tasks(unit)
+        references = {"random": [0.0] * tasks, "expert": [100.0] * tasks}
+        episodes = [{"task": t, "seed": s, "episode": k, "phase": phase,
+                     "return": score + (spread if t % 2 else -spread) + 2.0 * (i - mid),
+                     "length": entry(unit.env_id).horizon, "success": None}
+                    for (t, s, k), phase in expected_episodes(unit, chosen.seeds, tasks).items()
+                    for i in [list(chosen.seeds).index(s)]]
+        record = {
             "unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split, "protocol": unit.protocol,
             "status": "failed" if broken else "ok", "failure": failure if broken else None,
-            "datasets": [{"id": d, "sha256": sha256} for d in (unit.context_dataset, unit.reference_dataset) if d],
-            "episodes": [], "scores": [] if broken else scores.tolist(),
-            "summary": None if broken else summarize(scores), "first_episode": None, "success_rate": None,
-        })
+            "datasets": [{"id": d, "data_sha256": sha256, "content_sha256": sha256}
+                         for d in dict.fromkeys((unit.context_dataset, unit.reference_dataset)) if d],
+            "references": None if broken else references, "isolation": "process",
+            "episodes": [] if broken else episodes, "scores": [], "summary": None, "first_episode": None,
+            "success_rate": None,
+        }
+        if not broken:
+            record.update(score_episodes(unit, chosen.seeds, episodes, references))
+        units.append(record)
+    submission = {"name": name, "agent": agent, "checkpoint": checkpoint, "agent_args": {}, "privileged": privileged}
+    if training is not None:
+        submission["training"] = training
     return {
         "schema_version": SCHEMA_VERSION,
-        "submission": {"name": name, "agent": "my_pkg.agent:make", "checkpoint": None, "agent_args": {},
-                       "privileged": privileged},
+        "submission": submission,
         "suite": {"name": chosen.name, "fingerprint": chosen.fingerprint(), "seeds": list(chosen.seeds),
                   "units": [u.unit_id for u in chosen.units]},
         "versions": {"python": "3.11"}, "hardware": {"cpus": 2},
@@ -51,14 +81,19 @@ def make_result(name: str, score: float = 50.0, suite_name: str = "tiny", privil
     }
 
 
-def add(tmp_path, result: dict, *options: str) -> int:
-    path = tmp_path / "submitted.json"
-    path.write_text(json.dumps(result))
-    return main(["leaderboard", "add", str(path), "--dir", str(tmp_path / "board"), *options])
+def add(tmp_path, result: dict | list[dict], *options: str) -> int:
+    """`bitr leaderboard add` of `result` (or of several runs) into tmp_path/board."""
+    paths = []
+    for k, run in enumerate(result if isinstance(result, list) else [result]):
+        path = tmp_path / f"submitted-{k}.json"
+        path.write_text(json.dumps(run))
+        paths.append(str(path))
+    return main(["leaderboard", "add", *paths, "--dir", str(tmp_path / "board"), *options])
 
 
 def filed(tmp_path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "board" / "results").glob("*/*.json"))
+    return sorted(str(p.relative_to(tmp_path / "board" / "results"))
+                  for p in (tmp_path / "board" / "results").glob("*/*/*.json"))
 
 
 def test_helper_makes_valid_results():
@@ -69,8 +104,9 @@ def test_helper_makes_valid_results():
 def test_add_files_a_valid_result(tmp_path, capsys):
     result = make_result("My Agent v2", failed="online")  # failed units are allowed
     assert add(tmp_path, result) == 0
-    filed_path = tmp_path / "board" / "results" / "tiny" / "my-agent-v2.json"
-    assert json.loads(filed_path.read_text()) == result
+    folder = tmp_path / "board" / "results" / "tiny" / "my-agent-v2"
+    assert json.loads((folder / "run-1.json").read_text()) == result
+    assert json.loads((folder / ENTRY_FILE).read_text()) == {"name": "My Agent v2", "runs": ["run-1.json"]}
     assert "accepted" in capsys.readouterr().out
 
 
@@ -92,15 +128,75 @@ def _incomplete(result):
 
 
 def _two_hashes_inside(result):
-    result["units"][0]["datasets"][0]["sha256"] = "b" * 64
+    result["units"][0]["datasets"][0]["data_sha256"] = "b" * 64
 
 
 def _score_despite_a_failure(result):
-    result["units"][-1].update(status="failed", failure="agent process died", summary=None)  # online
+    result["units"][-1].update(status="failed", failure="agent process died")  # online
 
 
 def _nan_score(result):
     result["aggregates"]["protocols"]["online"]["mean"] = float("nan")
+
+
+def _changed_aggregate(result):
+    result["aggregates"]["protocols"]["offline-iid"]["iqm"] += 3.0
+
+
+def _changed_drop(result):
+    result["aggregates"]["ood_drop"]["bitr/PointRobotSparse-v0/test"] = -4.0
+
+
+def _changed_return(result):
+    result["units"][1]["episodes"][7]["return"] += 30.0  # scores and summaries left as they were
+
+
+def _changed_score(result):
+    result["units"][0]["scores"][3][0] += 10.0
+
+
+def _changed_summary(result):
+    result["units"][2]["summary"]["mean_ci95"][1] += 1.0
+
+
+def _changed_first_episode(result):
+    result["units"][2]["first_episode"]["mean"] += 1.0
+
+
+def _lowered_reference(result):
+    result["units"][0]["references"]["expert"][4] = 60.0  # a lower expert: higher scores, not recomputed
+
+
+def _missing_episode(result):
+    del result["units"][1]["episodes"][5]
+
+
+def _duplicated_episode(result):
+    result["units"][1]["episodes"].append(dict(result["units"][1]["episodes"][0]))
+
+
+def _extra_episode(result):
+    result["units"][0]["episodes"].append({**result["units"][0]["episodes"][0], "seed": 7})
+
+
+def _too_long_episode(result):
+    result["units"][0]["episodes"][2]["length"] = 21
+
+
+def _infinite_return(result):
+    result["units"][0]["episodes"][2]["return"] = math.inf
+
+
+def _wrong_phase(result):
+    result["units"][2]["episodes"][0]["phase"] = "score"  # the online unit's exploration episode
+
+
+def _references_of_another_split(result):
+    result["units"][0]["references"] = {"random": [0.0] * 3, "expert": [100.0] * 3}
+
+
+def _seeds(result):
+    result["suite"]["seeds"] = [1]
 
 
 @pytest.mark.parametrize("spoil, reason", [
@@ -109,40 +205,117 @@ def _nan_score(result):
     (_unknown_suite, "unknown suite 'huge'"),
     (_incomplete, "must be run whole"),
     (_two_hashes_inside, "mismatched data"),
-    (_score_despite_a_failure, "aggregates/protocols/online does not follow from the unit records"),
-    (_nan_score, "non-finite or absurd"),
+    (_score_despite_a_failure, "unit point-robot-sparse/test/online: a failed unit holds scores"),
+    (_nan_score, "aggregates/protocols/online/mean is nan, the unit records give"),
+    (_changed_aggregate, "aggregates/protocols/offline-iid/iqm is"),
+    (_changed_drop, "aggregates/ood_drop/bitr/PointRobotSparse-v0/test is -4.0"),
+    (_changed_return, "unit point-robot-sparse/test/offline-ood: scores[7][0] is 55.0, the episodes give 85.0"),
+    (_changed_score, "unit point-robot-sparse/test/offline-iid: scores[3][0] is 65.0, the episodes give 55.0"),
+    (_changed_summary, "unit point-robot-sparse/test/online: summary/mean_ci95[1] is"),
+    (_changed_first_episode, "unit point-robot-sparse/test/online: first_episode/mean is"),
+    (_lowered_reference, "unit point-robot-sparse/test/offline-iid: scores[4][0] is"),
+    (_missing_episode, "unit point-robot-sparse/test/offline-ood: episodes: 1 missing (first: task 5, seed 0, episode 0)"),
+    (_duplicated_episode, "unit point-robot-sparse/test/offline-ood: episodes[10] (task 0, seed 0, episode 0) is duplicated"),
+    (_extra_episode, "episodes[10] (task 0, seed 7, episode 0) is not an episode of the unit"),
+    (_too_long_episode, "episodes[2] (task 2, seed 0, episode 0): length 21 exceeds the horizon 20"),
+    (_infinite_return, "episodes[2] (task 2, seed 0, episode 0): return is not finite"),
+    (_wrong_phase, "phase 'score', expected 'explore'"),
+    (_references_of_another_split, "references/random must hold one finite return for each of the 10 tasks"),
+    (_seeds, "suite/seeds is [1]"),
 ])
-def test_add_refuses_a_result_that_does_not_compare(tmp_path, capsys, spoil, reason):
+def test_add_refuses_a_result_that_does_not_follow(tmp_path, capsys, spoil, reason):
     result = make_result("mine")
     spoil(result)
     assert add(tmp_path, result) == 2
-    assert reason in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert reason in err, err
     assert filed(tmp_path) == []
+
+
+def rescored(result: dict) -> dict:
+    """The result with every score, summary and aggregate recomputed honestly from its episodes
+    and (possibly changed) references: a careful forgery."""
+    chosen = suite(result["suite"]["name"])
+    for unit, record in zip(chosen.units, result["units"]):
+        if record["status"] == "ok":
+            record.update(score_episodes(unit, chosen.seeds, record["episodes"], record["references"]))
+    result["aggregates"] = aggregates(result["units"])
+    return result
+
+
+def fake_local_dataset(dataset_id: str, references: dict) -> None:
+    """Just the metadata of a local dataset: what the reference check reads."""
+    path = storage.metadata_file(dataset_id)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"bitr_format_version": storage.FORMAT_VERSION, "bitr_reference_returns": references}))
+
+
+def test_add_refuses_references_that_differ_from_the_local_datasets(tmp_path, capsys):
+    result = make_result("mine")
+    for record in result["units"]:
+        record["references"]["expert"][4] = 60.0
+    forged = rescored(result)
+    validate(forged)
+    fake_local_dataset(suite("tiny").units[0].reference_dataset, {"random": [0.0] * 10, "expert": [100.0] * 10})
+    assert add(tmp_path, forged) == 2
+    assert ("unit point-robot-sparse/test/offline-iid: references/expert[4] is 60.0, the dataset "
+            "bitr/point-robot-sparse/test-iid-tiny-v0 says 100.0") in capsys.readouterr().err
+    assert add(tmp_path, make_result("honest")) == 0  # the true references pass
+
+
+def test_add_refuses_references_that_differ_from_the_board(tmp_path, capsys):
+    assert add(tmp_path, make_result("first")) == 0
+    result = make_result("second")
+    for record in result["units"]:
+        record["references"]["random"][0] = -50.0
+    assert add(tmp_path, rescored(result)) == 2
+    assert "mismatched references: unit point-robot-sparse/test/offline-iid of 'second'" in capsys.readouterr().err
+
+
+def test_add_refuses_dataset_hashes_that_differ_from_the_pins(tmp_path, capsys, monkeypatch):
+    dataset_id = suite("tiny").units[0].context_dataset
+    monkeypatch.setattr(storage, "pins", lambda: {dataset_id: {"data_sha256": HASH, "content_sha256": "c" * 64}})
+    assert add(tmp_path, make_result("mine")) == 2
+    assert (f"unit point-robot-sparse/test/offline-iid: datasets[0]/content_sha256 of {dataset_id} is aaaaaaaaaaaa..., "
+            "the benchmark pins cccccccccccc...") in capsys.readouterr().err
+    monkeypatch.setattr(storage, "pins", lambda: {dataset_id: {"data_sha256": HASH, "content_sha256": HASH}})
+    assert add(tmp_path, make_result("mine")) == 0
 
 
 def test_add_refuses_a_name_on_the_board_unless_replacing(tmp_path, capsys):
     assert add(tmp_path, make_result("mine", 10.0)) == 0
     assert add(tmp_path, make_result("mine", 20.0)) == 2
     assert "'mine' is already on the tiny board" in capsys.readouterr().err
-    assert add(tmp_path, make_result("MINE", 20.0)) == 2  # another name, the same file name
+    assert add(tmp_path, make_result("MINE", 20.0)) == 2  # another name, the same folder name
     assert "choose a name" in capsys.readouterr().err
     assert add(tmp_path, make_result("mine", 20.0), "--replace") == 0
-    assert json.loads((tmp_path / "board/results/tiny/mine.json").read_text())["aggregates"]["protocols"]["online"]["mean"] == 20.0
-    assert add(tmp_path, make_result("mine", suite_name="lite")) == 0  # the same name on another suite
-    assert filed(tmp_path) == ["mine.json", "mine.json"]
+    run = json.loads((tmp_path / "board/results/tiny/mine/run-1.json").read_text())
+    assert run["aggregates"]["protocols"]["online"]["mean"] == 20.0
+    assert add(tmp_path, make_result("mine", suite_name="quick")) == 0  # the same name on another suite
+    assert filed(tmp_path) == ["quick/mine/entry.json", "quick/mine/run-1.json",
+                               "tiny/mine/entry.json", "tiny/mine/run-1.json"]
 
 
 def test_add_refuses_data_that_differ_from_the_board(tmp_path, capsys):
     assert add(tmp_path, make_result("first")) == 0
     assert add(tmp_path, make_result("second", sha256="c" * 64)) == 2
     assert "mismatched data: dataset bitr/point-robot-sparse/" in capsys.readouterr().err
-    assert filed(tmp_path) == ["first.json"]
+    assert filed(tmp_path) == ["tiny/first/entry.json", "tiny/first/run-1.json"]
+
+
+def file_entry(directory, name: str, *runs: dict) -> None:
+    folder = directory / "results" / runs[0]["suite"]["name"] / slug(name)
+    files = [f"run-{k}.json" for k in range(1, len(runs) + 1)]
+    for file, run in zip(files, runs):
+        write_json_atomic(folder / file, run)
+    write_json_atomic(folder / ENTRY_FILE, {"name": name, "runs": files})
 
 
 def board(tmp_path, *results) -> tuple[str, str]:
-    """File `results` and render; return README.md and index.html."""
+    """File each result (or list of runs) as an entry and render; return README.md and index.html."""
     for result in results:
-        write_json_atomic(tmp_path / "results" / result["suite"]["name"] / f"{slug(result['submission']['name'])}.json", result)
+        runs = result if isinstance(result, list) else [result]
+        file_entry(tmp_path, runs[0]["submission"]["name"], *runs)
     assert render(tmp_path) == []
     return (tmp_path / "README.md").read_text(), (tmp_path / "index.html").read_text()
 
@@ -159,35 +332,56 @@ def table(readme: str, heading: str, first_cell: str = "| Rank") -> list[list[st
     return rows
 
 
-def test_render_ranks_best_first_and_shows_anchors_apart(tmp_path):
+def test_render_ranks_best_first_and_shows_references_apart(tmp_path):
     high = make_result("high", 80.0)
     high["started"] = "2026-02-01T00:00:00+00:00"
     readme, page = board(
         tmp_path, make_result("low", 20.0), high, make_result("tied", 20.0),
-        make_result("broken", 90.0, failed="online"), make_result("oracle", 100.0, privileged=True))
+        make_result("broken", 90.0, failed="online"), make_result("oracle", 100.0, privileged=True),
+        make_result("random", 0.0, agent="random"), make_result("sneaky", 100.0, agent="oracle"))
     iid = table(readme, "### offline-iid")
     assert [(row[0], row[1]) for row in iid] == [("1", "broken"), ("2", "high"), ("3", "low"), ("3", "tied")]
     online = table(readme, "### online")
-    assert [(row[0], row[1], row[3]) for row in online][-1] == ("–", "broken", "failed")
-    assert table(readme, "### online", "| Submission")[0][:2] == ["oracle", "my\\_pkg.agent:make"]
-    assert "oracle" not in [row[1] for row in iid]
+    assert [(row[0], row[1], row[4]) for row in online][-1] == ("–", "broken", "failed")
+    others = table(readme, "### online", "| Role")
+    # the file's flag does not decide: the random and oracle specs are anchors, whatever they say
+    assert [row[:3] for row in others] == [["privileged", "oracle", "my\\_pkg.agent:make"],
+                                           ["anchor", "random", "random"], ["anchor", "sneaky", "oracle"]]
+    assert "oracle" not in [row[1] for row in iid] and "random" not in [row[1] for row in iid]
     assert "- broken, point-robot-sparse/test/online: agent.act raised ValueError" in readme
     assert "Latest result started: 2026-02-01T00:00:00+00:00." in readme
-    assert 'id="suite-tiny"' in page and page.count("Anchors (privileged, not ranked)") == 3
+    assert 'id="suite-tiny"' in page and page.count("Anchors and privileged references (not ranked)") == 3
     assert board(tmp_path) == (readme, page)  # the same files render the same pages
 
 
-def test_render_skips_and_warns_about_invalid_files(tmp_path, capsys):
+def test_render_skips_and_warns_about_invalid_and_old_files(tmp_path, capsys):
     board(tmp_path, make_result("good"))
     (tmp_path / "results" / "tiny" / "bad.json").write_text("{}")
+    old = make_result("old one", agent="my_pkg.agent:make", checkpoint="runs/old")
+    old["schema_version"] = 1
+    write_json_atomic(tmp_path / "results" / "tiny" / "old.json", old)
     outdated = make_result("outdated")
     outdated["suite"]["fingerprint"] = "0" * 64
-    write_json_atomic(tmp_path / "results" / "tiny" / "outdated.json", outdated)
+    file_entry(tmp_path, "outdated", outdated)
     assert main(["leaderboard", "render", "--dir", str(tmp_path)]) == 0
     warnings = capsys.readouterr().err.splitlines()
-    assert len(warnings) == 2 and "bad.json" in warnings[0] and "fingerprint differs" in warnings[1]
+    assert len(warnings) == 3, warnings
+    assert "bad.json" in warnings[0]
+    assert "old.json: result schema version 1" in warnings[1]
+    assert ("make it again with `bitr evaluate --agent my_pkg.agent:make --checkpoint runs/old --name 'old one' "
+            "--suite tiny --out NEW.json`") in warnings[1]
+    assert "outdated" in warnings[2] and "fingerprint differs" in warnings[2]
     readme = (tmp_path / "README.md").read_text()
-    assert "good" in readme and "outdated" not in readme
+    assert "good" in readme and "outdated" not in readme and "old one" not in readme
+
+
+def test_render_of_the_filed_old_results_warns_instead_of_crashing(tmp_path):
+    import pathlib
+
+    shutil.copytree(pathlib.Path(__file__).parent.parent / "leaderboard" / "results", tmp_path / "results")
+    warnings = render(tmp_path)
+    assert warnings and all("bitr evaluate" in w or "outside an entry" in w for w in warnings)
+    assert "No results filed yet." in (tmp_path / "README.md").read_text()
 
 
 def test_strings_from_results_are_escaped(tmp_path):
@@ -221,7 +415,8 @@ def browser():
 
 
 def test_index_html_in_a_browser(tmp_path, browser):
-    results = [make_result("alpha", 70.0, "lite"), make_result("gamma", 55.0, "lite", failed="reach-sparse/test/online"),
+    alpha = [make_result("alpha", 69.0, "lite", checkpoint="runs/a1"), make_result("alpha", 71.0, "lite", checkpoint="runs/a2")]
+    results = [alpha, make_result("gamma", 55.0, "lite", failed="reach-sparse/test/online"),
                make_result(EVIL_NAME, 40.0, "lite", failed="cheetah-vel/test/online", failure=EVIL_FAILURE),
                make_result("oracle", 100.0, "lite", privileged=True)]
     board(tmp_path, *results)
@@ -237,14 +432,16 @@ def test_index_html_in_a_browser(tmp_path, browser):
     assert names.all_inner_texts() == ["alpha", "gamma", EVIL_NAME]
 
     def scores() -> list[float]:
-        cells = ranking.locator("tbody").first.locator("td:nth-child(4)")
+        cells = ranking.locator("tbody").first.locator("td:nth-child(5)")
         return [float(s) for s in cells.evaluate_all("cells => cells.map(cell => cell.dataset.sort)")]
 
     ranking.get_by_role("button", name="Score (mean [95% CI])").click()
     assert scores() == [40.0, 55.0, 70.0]
     ranking.get_by_role("button", name="Score (mean [95% CI])").click()
     assert scores() == [70.0, 55.0, 40.0]
-    ranking.get_by_role("button", name="Submission").click()
+    runs = ranking.locator("tbody").first.locator("td:nth-child(4)").all_inner_texts()
+    assert sorted(runs) == ["1 (single run)", "1 (single run)", "2"]
+    ranking.get_by_role("button", name="Entry").click()
     assert names.all_inner_texts() == sorted(["alpha", "gamma", EVIL_NAME])
     assert ranking.locator("tr").last.locator("td:nth-child(2)").inner_text() == "oracle"  # anchors stay apart
 

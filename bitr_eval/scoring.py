@@ -1,0 +1,201 @@
+"""Scores from episodes: a unit's record (per-(task, seed) normalised scores and summaries) and
+a result's aggregates. The evaluator writes them with these functions and the leaderboard
+recomputes them with the same ones, so a filed number always follows from the episodes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from bitr_eval.results import ResultError
+from bitr_eval.stats import summarize
+from bitr_eval.suites import PROTOCOLS, Unit
+
+
+def dataset_records(unit: Unit) -> list[dict]:
+    """The unit's datasets with both checksums, computed from their files now."""
+    from bitr_envs.datasets.storage import file_hashes
+
+    ids = dict.fromkeys(d for d in (unit.context_dataset, unit.reference_dataset) if d)
+    return [{"id": d, **file_hashes(d)} for d in ids]
+
+
+def reference_returns(dataset_id: str) -> dict[str, list[float]]:
+    """The random and expert reference return of every task, from a local dataset's metadata."""
+    from bitr_envs.datasets.loader import read_metadata
+
+    references = read_metadata(dataset_id)["bitr_reference_returns"]
+    return {key: [float(v) for v in references[key]] for key in ("random", "expert")}
+
+
+def unit_record(unit: Unit, seeds, episodes: list[dict], failure: Optional[str], isolation: str = "process") -> dict:
+    """The unit's result: raw episodes, the references and data it used, normalised scores per
+    (task, seed), summaries. `isolation` says how the agent ran (the runner's choice)."""
+    record = {
+        "unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split, "protocol": unit.protocol,
+        "status": "failed" if failure else "ok", "failure": failure,
+        "datasets": dataset_records(unit), "references": None, "isolation": isolation,
+        "episodes": episodes, "scores": [], "summary": None, "first_episode": None, "success_rate": None,
+    }
+    if failure:
+        return record
+    record["references"] = reference_returns(unit.reference_dataset)
+    record.update(score_episodes(unit, seeds, episodes, record["references"]))
+    return record
+
+
+def score_episodes(unit: Unit, seeds, episodes: list[dict], references: dict) -> dict:
+    """What follows from a unit's episodes and reference returns: `scores` (normalised, per task
+    and seed: the mean over the scored episodes), `summary`, `first_episode` (online) and
+    `success_rate`. Pure: the leaderboard calls it again on a submitted file."""
+    n_tasks = len(references["random"])
+
+    def normalised(task, value):
+        low, high = references["random"][task], references["expert"][task]
+        return 100.0 * (value - low) / (high - low)
+
+    def per_task_seed(select) -> np.ndarray:
+        return np.array([
+            [np.mean([normalised(t, e["return"]) for e in episodes if e["task"] == t and e["seed"] == s and select(e)])
+             for s in seeds]
+            for t in range(n_tasks)
+        ])
+
+    scores = per_task_seed(lambda e: e["phase"] == "score")
+    successes = [e["success"] for e in episodes if e["phase"] == "score" and e["success"] is not None]
+    return {
+        "scores": scores.tolist(),
+        "summary": summarize(scores),
+        "first_episode": summarize(per_task_seed(lambda e: e["episode"] == 0)) if unit.protocol == "online" else None,
+        "success_rate": float(np.mean(successes)) if successes else None,
+    }
+
+
+def expected_episodes(unit: Unit, seeds, n_tasks: int) -> dict[tuple[int, int, int], str]:
+    """(task, seed, episode index) -> phase of every episode the unit plays."""
+    online = unit.kind.base == "online"
+    n = unit.explore_episodes + unit.episodes if online else unit.episodes
+    return {(t, s, k): ("explore" if online and k < unit.explore_episodes else "score")
+            for t in range(n_tasks) for s in seeds for k in range(n)}
+
+
+def aggregates(units: list[dict]) -> dict:
+    """Per protocol, every (env, task, seed) score of the suite together; and per env the drop
+    from offline-iid to offline-ood context (positive = the agent suffers under context shift)."""
+    result = {"protocols": {}, "ood_drop": {}}
+    for protocol in dict.fromkeys([*PROTOCOLS, *(u["protocol"] for u in units)]):
+        done = [u for u in units if u["protocol"] == protocol]
+        if done and all(u["status"] == "ok" for u in done):
+            result["protocols"][protocol] = summarize(np.concatenate([np.array(u["scores"]) for u in done]))
+        else:
+            result["protocols"][protocol] = None  # a failed or missing unit: no aggregate
+    by_key = {(u["env_id"], u["split"], u["protocol"]): u for u in units}
+    for (env_id, split, protocol), unit in by_key.items():
+        if protocol != "offline-iid":
+            continue
+        ood = by_key.get((env_id, split, "offline-ood"))
+        key = f"{env_id}/{split}"
+        if unit["status"] == "ok" and ood is not None and ood["status"] == "ok":
+            result["ood_drop"][key] = unit["summary"]["mean"] - ood["summary"]["mean"]
+        else:
+            result["ood_drop"][key] = None
+    return result
+
+
+# Checking a submitted result -------------------------------------------------------------------
+
+TOLERANCE = 1e-6  # relative: the same code on another machine may round the last bits differently
+
+
+def _mismatch(recorded, computed, path: str) -> Optional[str]:
+    """Where `recorded` differs from `computed` (path, both values), or None."""
+    if isinstance(computed, dict):
+        if not isinstance(recorded, dict) or set(recorded) != set(computed):
+            return f"{path} is {_short(recorded)}, expected keys {sorted(computed)}"
+        for key in computed:
+            found = _mismatch(recorded[key], computed[key], f"{path}/{key}")
+            if found:
+                return found
+        return None
+    if isinstance(computed, (list, tuple)):
+        if not isinstance(recorded, (list, tuple)) or len(recorded) != len(computed):
+            return f"{path} is {_short(recorded)}, the episodes give {len(computed)} values"
+        for i, (r, c) in enumerate(zip(recorded, computed)):
+            found = _mismatch(r, c, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if computed is None or isinstance(computed, (bool, str)):
+        return None if recorded == computed else f"{path} is {_short(recorded)}, the episodes give {computed!r}"
+    if (isinstance(recorded, bool) or not isinstance(recorded, (int, float))
+            or not math.isfinite(recorded) or abs(recorded - computed) > TOLERANCE * max(1.0, abs(computed))):
+        return f"{path} is {_short(recorded)}, the episodes give {computed!r}"
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def verify_unit(unit: Unit, seeds, record: dict, n_tasks: int, horizon: int) -> None:
+    """Refuse a unit record whose episodes are incomplete or whose numbers do not follow from its
+    episodes and references; the ResultError names the unit and the field."""
+    where = f"unit {unit.unit_id}"
+    if record["status"] != "ok":
+        if record["scores"] or record["summary"] is not None or record["first_episode"] is not None:
+            raise ResultError(f"{where}: a failed unit holds scores or summaries")
+        return
+    references = record["references"]
+    if references is None:
+        raise ResultError(f"{where}: references missing: the scores cannot be checked")
+    for key in ("random", "expert"):
+        values = references[key]
+        if len(values) != n_tasks or not all(math.isfinite(v) for v in values):
+            raise ResultError(f"{where}: references/{key} must hold one finite return for each of the "
+                              f"{n_tasks} tasks of the {unit.split} split")
+    if any(e == r for e, r in zip(references["expert"], references["random"])):
+        raise ResultError(f"{where}: references: an expert return equals the random one")
+    expected = expected_episodes(unit, seeds, n_tasks)
+    seen = set()
+    for i, episode in enumerate(record["episodes"]):
+        key = (episode["task"], episode["seed"], episode["episode"])
+        name = f"{where}: episodes[{i}] (task {key[0]}, seed {key[1]}, episode {key[2]})"
+        if key not in expected:
+            raise ResultError(f"{name} is not an episode of the unit")
+        if key in seen:
+            raise ResultError(f"{name} is duplicated")
+        seen.add(key)
+        if episode["phase"] != expected[key]:
+            raise ResultError(f"{name}: phase {episode['phase']!r}, expected {expected[key]!r}")
+        if episode["length"] > horizon:
+            raise ResultError(f"{name}: length {episode['length']} exceeds the horizon {horizon}")
+        if not math.isfinite(episode["return"]):
+            raise ResultError(f"{name}: return is not finite")
+    missing = sorted(set(expected) - seen)
+    if missing:
+        t, s, k = missing[0]
+        raise ResultError(f"{where}: episodes: {len(missing)} missing (first: task {t}, seed {s}, episode {k})")
+    computed = score_episodes(unit, seeds, record["episodes"], references)
+    for field, value in computed.items():
+        found = _mismatch(record[field], value, field)
+        if found:
+            raise ResultError(f"{where}: {found}")
+
+
+def verify(result: dict, suite) -> None:
+    """Recompute every per-(task, seed) score, unit summary and aggregate of a result of `suite`
+    (whose units it must hold, checked before) from its episodes and references."""
+    from bitr_envs.registry import entry
+
+    units = {u.unit_id: u for u in suite.units}
+    for record in result["units"]:
+        unit = units[record["unit_id"]]
+        env = entry(unit.env_id)
+        verify_unit(unit, suite.seeds, record, len(env.env_class.split_tasks(unit.split)), env.horizon)
+    found = _mismatch(result["aggregates"], aggregates(result["units"]), "aggregates")
+    if found:
+        raise ResultError(found.replace("the episodes give", "the unit records give"))

@@ -1,0 +1,71 @@
+"""A real evaluation's result file proves itself: `bitr leaderboard add` recomputes it against the
+local datasets and accepts it, and refuses it once a number in it is edited."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bitr_envs import datasets
+from bitr_envs.datasets import storage
+from bitr_eval import evaluate, suite
+from bitr_eval.cli import main
+from bitr_eval.scoring import aggregates, score_episodes
+
+TINY = suite("tiny")
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    """The random agent's result on the tiny suite, with its datasets built in a scratch root."""
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        for dataset_id in TINY.datasets:
+            datasets.build(dataset_id)
+        out = tmp_path_factory.mktemp("runs") / "random.json"
+        result = evaluate(TINY, {"name": "random", "agent": "random"}, out, jobs=1)
+    return root, result
+
+
+@pytest.fixture(autouse=True)
+def local_root(honest, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(honest[0]))
+    monkeypatch.setattr(storage, "pins", lambda: {})
+
+
+def add(tmp_path, result) -> int:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "submitted.json"
+    path.write_text(json.dumps(result))
+    return main(["leaderboard", "add", str(path), "--dir", str(tmp_path / "board")])
+
+
+def test_a_real_result_records_what_it_read(honest):
+    _, result = honest
+    for unit in result["units"]:
+        assert unit["isolation"] == "process"
+        for dataset in unit["datasets"]:
+            assert dataset == {"id": dataset["id"], **storage.file_hashes(dataset["id"])}
+        references = datasets.load(TINY.units[0].reference_dataset).reference_returns
+        assert unit["references"] == {"random": references["random"], "expert": references["expert"]}
+
+
+def test_a_real_result_is_accepted_and_a_doctored_one_refused(tmp_path, honest, capsys, monkeypatch):
+    _, result = honest
+    assert add(tmp_path / "a", result) == 0
+    doctored = json.loads(json.dumps(result))
+    for record in doctored["units"]:  # a lower expert on every task, every number redone to match
+        record["references"]["expert"] = [v - 1.0 for v in record["references"]["expert"]]
+        record.update(score_episodes(TINY.units[0], TINY.seeds, record["episodes"], record["references"])
+                      if record["protocol"] != "online" else
+                      score_episodes(TINY.units[2], TINY.seeds, record["episodes"], record["references"]))
+    doctored["aggregates"] = aggregates(doctored["units"])
+    assert add(tmp_path / "b", doctored) == 2
+    assert "references/expert[0] is" in capsys.readouterr().err
+    first = result["units"][0]["datasets"][0]
+    monkeypatch.setattr(storage, "pins", lambda: {first["id"]: {"data_sha256": first["data_sha256"],
+                                                                 "content_sha256": "0" * 64}})
+    assert add(tmp_path / "c", result) == 2
+    assert "the benchmark pins 000000000000" in capsys.readouterr().err
