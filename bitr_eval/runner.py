@@ -192,6 +192,8 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
 
 
 def _check_datasets(dataset_ids) -> None:
+    """Refuse to start on missing datasets, or on any whose bytes are not the benchmark's."""
+    from bitr_envs.datasets import verify
     from bitr_envs.datasets.storage import exists
 
     missing = [d for d in dataset_ids if not exists(d)]
@@ -201,6 +203,9 @@ def _check_datasets(dataset_ids) -> None:
             + " ".join(missing)
             + ". Build them with `bitr datasets build " + " ".join(missing) + "`."
         )
+    problems = [p for d in dataset_ids for p in verify(d, full_read=False)]
+    if problems:
+        raise ValueError("The suite's datasets failed their checks: " + " ".join(problems))
 
 
 def planned_episodes(suite: Suite, env_ids: Sequence[str] | None = None, out: str | Path | None = None) -> int:

@@ -69,3 +69,13 @@ def test_a_real_result_is_accepted_and_a_doctored_one_refused(tmp_path, honest, 
                                                                  "content_sha256": "0" * 64}})
     assert add(tmp_path / "c", result) == 2
     assert "the benchmark pins 000000000000" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_to_start_on_datasets_that_are_not_the_benchmarks(honest, tmp_path, monkeypatch):
+    root, _ = honest
+    dataset_id = TINY.units[0].reference_dataset
+    hashes = storage.file_hashes(dataset_id)
+    monkeypatch.setattr(storage, "pins", lambda: {dataset_id: {**hashes, "data_sha256": "f" * 64}})
+    with pytest.raises(ValueError, match=f"failed their checks: {dataset_id} is intact but is not the benchmark's"):
+        evaluate(TINY, {"name": "random", "agent": "random"}, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
