@@ -86,7 +86,7 @@ PROFILES = {
     "lite": Config(z_dim=16, width=128, wm_iterations=5000, sac_iterations=20000, hidden=128,
                    batch_per_task=32, imagined_per_task=8, cql_weight=5.0, cql_actions=4,
                    checkpoint_every=2000, log_every=1000),
-    # the paper's settings (PAPER.md), for a GPU: 2 layers, 4 heads, width 256, 10k world-model
+    # the BITR paper's settings (its public code), for a GPU: 2 layers, 4 heads, width 256, 10k world-model
     # iterations, meta-batch 16, 256x256 SAC, CQL weight 0.5 with 10 actions, 8-step contexts
     "paper": Config(threads=os.cpu_count() or 1, z_dim=16, width=256, wm_iterations=10000, sac_iterations=500000, hidden=256,
                     batch_per_task=256, imagined_per_task=8, cql_weight=0.5, checkpoint_every=10000,
