@@ -29,8 +29,9 @@ import torch
 from bitr_agent.agent import load_weights
 from bitr_agent.data import Sampler, TaskArrays
 from bitr_agent.learner import Method
-from bitr_agent.methods import ALGOS, BITR, method
+from bitr_agent.methods import ALGOS, method
 from bitr_agent.utils import add_dataclass_flags, atomic_save, set_fields
+
 
 @dataclass
 class Config:
