@@ -21,6 +21,7 @@ from bitr_agent.train import PROFILES, Config, main, resolve, suggested_suite, t
 from bitr_agent.utils import add_dataclass_flags, set_fields  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_envs.registry import entry  # noqa: E402
+from bitr_eval import evaluate, suite, validate  # noqa: E402
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
 ENV = "bitr/PointRobotSparse-v0"
@@ -36,7 +37,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in (TRAIN, TRAIN.replace("/train-", "/test-")):
+        for dataset_id in [TRAIN] + suite("tiny").datasets:
             datasets.build(dataset_id)
         yield root
 
@@ -220,6 +221,14 @@ def test_every_algo_trains_and_its_agent_acts_in_the_env(trained_all):
             obs = next_obs
         with pytest.raises(CheckpointError, match="bitr_agent:load"):
             (load if privileged else load_privileged)(ENV, env.observation_space, env.action_space, checkpoint=str(out))
+
+
+def test_the_ceiling_passes_an_evaluator_run_as_an_anchor(trained_all, tmp_path):
+    submission = {"name": "oracle_task", "agent": "bitr_agent:load_privileged", "checkpoint": str(trained_all["oracle_task"])}
+    result = evaluate(suite("tiny"), submission, tmp_path / "result.json", jobs=1)
+    validate(result)
+    assert [u["status"] for u in result["units"]] == ["ok"] * 3, [u["failure"] for u in result["units"]]
+    assert result["submission"]["privileged"]  # told the task: shown as an anchor, never ranked
 
 
 def context(n=10, seed=0):
