@@ -231,6 +231,20 @@ def test_the_ceiling_passes_an_evaluator_run_as_an_anchor(trained_all, tmp_path)
     assert result["submission"]["privileged"]  # told the task: shown as an anchor, never ranked
 
 
+def test_an_agent_file_from_before_the_split_loads_as_bitr(trained_all, tmp_path):
+    weights = torch.load(trained_all["bitr"] / "agent.pt", weights_only=True)
+    old = {k: v for k, v in weights.items() if k not in ("algo", "model")}
+    old["config"] = {k: v for k, v in old["config"].items() if k in ("z_dim", "width", "hidden", "dataset", "seed")}
+    torch.save(old, tmp_path / "agent.pt")
+    env = gym.make(ENV, split="test")
+    agent = load(ENV, env.observation_space, env.action_space, checkpoint=str(tmp_path))
+    new = load(ENV, env.observation_space, env.action_space, checkpoint=str(trained_all["bitr"]))
+    agent.set_context(context())
+    new.set_context(context())
+    obs = np.array([0.3, -0.2], np.float32)
+    np.testing.assert_array_equal(agent.act(obs), new.act(obs))
+
+
 def context(n=10, seed=0):
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(n, 2)).astype(np.float32)

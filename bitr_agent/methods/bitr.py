@@ -3,7 +3,8 @@ behaviour adversary (reversed gradient), and through a causal-Transformer world 
 likelihood; the policy learns on real transitions plus 1-step rollouts the model imagines.
 
 Variants (ablations): `bitr-no-invariance` (adversary off), `bitr-no-cql` (CQL weight 0),
-`bitr-no-wm` (no world model: real data only, the encoder trained by InfoNCE alone),
+`bitr-no-wm` (no world model: real data only, the encoder trained by InfoNCE and the
+adversary, as in BITR; add `--adversary-weight 0` for InfoNCE alone),
 `bitr-mlp-wm` (an ensemble of MLP dynamics models in place of the Transformer).
 """
 
@@ -95,7 +96,7 @@ class BITR(Method):
 
 
 class BITRNoWorldModel(BITR):
-    """No world model: the encoder learns from InfoNCE (and the adversary) alone; real data only."""
+    """No world model: the encoder learns from InfoNCE and the adversary only; real data only."""
 
     loss_names = ("contrastive", "adversary")
     defaults = {"imagined_per_task": 0, "reconstruction_weight": 0.0}
