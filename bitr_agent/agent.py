@@ -1,9 +1,12 @@
-"""The trained BITR agent behind the evaluator's API (`bitr evaluate --agent bitr_agent:load`).
+"""The trained agents behind the evaluator's API (`bitr evaluate --agent bitr_agent:load`).
 
-Offline: z is inferred once from the context it is given. Online: it starts from the prior z
-(the mean z of the training tasks) and re-infers z from its own transitions after every step.
-It acts with the mode of its policy. With `context_free=True` it ignores all context and keeps
-the prior z: the context-free baseline that BITR has to beat.
+Every method's `agent.pt` holds its algo name, the sizes of its networks ("model") and their
+weights, so it loads from the file alone. The default agent (`ContextAgent`): offline, z is
+inferred once from the context it is given; online, it starts from the prior z (the mean z of
+the training tasks) and re-infers z from its own transitions after every step. It acts with the
+mode of its policy. With `context_free=True` it ignores all context and keeps the prior z: the
+context-free baseline of the same policy. A method whose test-time behaviour differs names its
+own agent class (`agent_class` in its file).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bitr_agent.model import Actor, TaskEncoder
+from bitr_agent.model import Actor, TaskEncoder, TransitionEncoder
 
 
 class CheckpointError(ValueError):
@@ -37,20 +40,41 @@ def load_weights(path: str | Path) -> dict:
         raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint: {err}") from None
 
 
-class BITRAgent:
+def model_spec(weights: dict) -> dict:
+    """The networks' sizes; agents written before the file said so were BITR's."""
+    if "model" in weights:
+        return weights["model"]
+    cfg = weights["config"]
+    return {"obs_dim": len(weights["obs_mean"]), "act_dim": len(weights["action_scale"]), "z_dim": cfg["z_dim"],
+            "hidden": cfg["hidden"], "encoder": "set", "width": cfg["width"]}
+
+
+def build_encoder(spec: dict):
+    if spec["encoder"] == "set":
+        return TaskEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"])
+    if spec["encoder"] == "transition":
+        return TransitionEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"], spec.get("normalise", False))
+    return None
+
+
+class ContextAgent:
+    privileged = False
+
     def __init__(self, weights: dict, action_space, context_free: bool = False):
         torch.set_num_threads(1)  # tiny networks; the evaluator may run several units at once
-        cfg = weights["config"]
+        spec = model_spec(weights)
+        self.algo = weights.get("algo", "bitr")
         self.obs_mean, self.obs_std = weights["obs_mean"], weights["obs_std"]
         self.action_scale = weights["action_scale"]
-        obs_dim, act_dim = len(self.obs_mean), len(self.action_scale)
-        self.encoder = TaskEncoder(obs_dim, act_dim, cfg["z_dim"], cfg["width"])
-        self.encoder.load_state_dict(weights["encoder"])
-        self.actor = Actor(obs_dim + cfg["z_dim"], act_dim, cfg["hidden"])
+        self.encoder = build_encoder(spec)
+        if self.encoder is not None:
+            self.encoder.load_state_dict(weights["encoder"])
+        self.actor = Actor(spec["obs_dim"] + spec["z_dim"], spec["act_dim"], spec["hidden"])
         self.actor.load_state_dict(weights["actor"])
         self.z_prior = weights["z_prior"]
         self.low, self.high = action_space.low, action_space.high
-        self.context_free = context_free  # the ablation: always the prior z, whatever the context
+        self.context_free = context_free or self.encoder is None  # always the prior z, whatever the context
+        self.rng = np.random.default_rng(0)  # for agents that explore at random
         self.reset()
 
     def _normalise(self, obs) -> torch.Tensor:
@@ -88,11 +112,7 @@ class BITRAgent:
         self._infer()
 
 
-def load(env_id: str, observation_space, action_space, checkpoint: str | None = None,
-         context_free: bool = False) -> BITRAgent:
-    """The evaluator's factory: `checkpoint` is a training --out folder, its agent.pt, or a folder
-    of such folders named by env (`<dir>/cheetah-vel/agent.pt`), one per family of a suite.
-    `--agent-args '{"context_free": true}'` evaluates the same policy with the prior z only."""
+def _agent_file(env_id: str, checkpoint: str | None) -> Path:
     from bitr_envs.datasets.ids import env_slug
 
     if checkpoint is None:
@@ -105,7 +125,41 @@ def load(env_id: str, observation_space, action_space, checkpoint: str | None = 
             raise CheckpointError(f"no BITR agent for {env_id} in {checkpoint}: expected "
                                   f"{' or '.join(map(str, candidates))}; train one with "
                                   f"`bitr-agent train --out {candidates[1].parent}`.")
-    weights = load_weights(path)
+    return path
+
+
+def _load(env_id: str, action_space, checkpoint, context_free: bool, privileged: bool):
+    from bitr_agent.methods import ALGOS
+
+    weights = load_weights(_agent_file(env_id, checkpoint))
     if weights.get("env_id") != env_id:
         raise CheckpointError(f"{checkpoint} was trained on {weights.get('env_id')}, not {env_id}.")
-    return BITRAgent(weights, action_space, context_free)
+    algo = weights.get("algo", "bitr")
+    if algo not in ALGOS:
+        raise CheckpointError(f"{checkpoint} holds an agent of unknown algo {algo!r} (known: {', '.join(ALGOS)}).")
+    agent_class = ALGOS[algo].agent_class or ContextAgent
+    if agent_class.privileged != privileged:
+        raise CheckpointError(
+            f"{checkpoint} holds a {algo} agent, which is told the task (a ceiling, never ranked): evaluate it "
+            f"with --agent bitr_agent:load_privileged" if agent_class.privileged else
+            f"{checkpoint} holds a {algo} agent, which is not privileged: evaluate it with --agent bitr_agent:load")
+    return agent_class(weights, action_space, context_free)
+
+
+def load(env_id: str, observation_space, action_space, checkpoint: str | None = None,
+         context_free: bool = False) -> ContextAgent:
+    """The evaluator's factory for every method's agent: `checkpoint` is a training --out
+    folder, its agent.pt, or a folder of such folders named by env (`<dir>/cheetah-vel/agent.pt`),
+    one per family of a suite. `--agent-args '{"context_free": true}'` evaluates the same policy
+    with the prior z only."""
+    return _load(env_id, action_space, checkpoint, context_free, privileged=False)
+
+
+def load_privileged(env_id: str, observation_space, action_space, checkpoint: str | None = None,
+                    context_free: bool = False) -> ContextAgent:
+    """The same factory for agents that are told the task (`oracle_task`): the evaluator reads
+    `privileged` off the factory, so their results are anchors, never ranked."""
+    return _load(env_id, action_space, checkpoint, context_free, privileged=True)
+
+
+load_privileged.privileged = True

@@ -16,7 +16,7 @@ Writes into --out:
   at the end, and on SIGTERM/SIGINT. A resumed run keeps the replay buffer, networks, optimisers,
   RNGs and counters, and starts fresh episodes (the episodes in progress at the kill are cut).
 
-Speed on one core (the machine of issue #behaviour-policies, batch 256, 256x256 nets): ~120
+Speed on one core (our 2-core test machine, batch 256, 256x256 nets): ~120
 plain SAC updates/s; fused Adam +5%, both critics as one batched ensemble +4%, torch.compile
 within noise (not used), the actor/alpha updated every 2nd critic update (TD3-style delay) +30%:
 ~150 critic updates/s. The simulator is ~150x cheaper than an update, so a fixed budget of
@@ -44,9 +44,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import bitr_envs  # noqa: F401  (registers the bitr/ ids)
+from bitr_agent.model import EnsembleLinear, TanhGaussianActor
+from bitr_agent.utils import add_dataclass_flags, atomic_save
 from bitr_envs.core import N_TRAIN
 from bitr_envs.registry import entry
 
@@ -115,58 +116,10 @@ PROGRESS_COLUMNS = {
     "snapshot": "file name of the actor saved at this step",
 }
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
 # ----- networks ---------------------------------------------------------------------------------
-class Actor(nn.Module):
-    """Tanh-Gaussian policy on [obs, task features]; actions in [-1, 1] (env action = a * scale + bias).
-
-    The state dict (fc1, fc2, fc_mean, fc_logstd, action_scale, action_bias) is what a snapshot
-    stores, array for array; `bitr_envs.datasets.behaviours.MLPPolicy` runs it with numpy.
-    """
-
-    def __init__(self, in_dim: int, act_dim: int, hidden: int, action_scale, action_bias):
-        super().__init__()
-        self.fc1 = nn.Linear(in_dim, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-        self.fc_mean = nn.Linear(hidden, act_dim)
-        self.fc_logstd = nn.Linear(hidden, act_dim)
-        self.register_buffer("action_scale", torch.as_tensor(action_scale, dtype=torch.float32))
-        self.register_buffer("action_bias", torch.as_tensor(action_bias, dtype=torch.float32))
-
-    def forward(self, x):
-        h = F.relu(self.fc2(F.relu(self.fc1(x))))
-        log_std = torch.tanh(self.fc_logstd(h))
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
-        return self.fc_mean(h), log_std
-
-    def sample(self, x):
-        """A reparameterised action in [-1, 1] and its log-probability."""
-        mean, log_std = self(x)
-        std = log_std.exp()
-        u = mean + std * torch.randn_like(mean)
-        action = torch.tanh(u)
-        # log N(u; mean, std) - log(1 - tanh(u)^2), the latter written stably.
-        log_prob = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
-        log_prob = log_prob - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)
-        return action, log_prob
-
-    def deterministic(self, x):
-        return torch.tanh(self(x)[0])
-
-
-class EnsembleLinear(nn.Module):
-    """`n` independent linear layers applied in one batched matmul: input (n, B, i) -> (n, B, o)."""
-
-    def __init__(self, n: int, in_dim: int, out_dim: int):
-        super().__init__()
-        bound = 1 / np.sqrt(in_dim)  # nn.Linear's default init
-        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
-
-    def forward(self, x):
-        return torch.baddbmm(self.bias, x, self.weight)
+# The actor's snapshot format (fc1, fc2, fc_mean, fc_logstd, action_scale, action_bias; read in
+# numpy by bitr_envs.datasets.behaviours.MLPPolicy) is defined once, in bitr_agent.model.
+Actor = TanhGaussianActor
 
 
 class TwinQ(nn.Module):
@@ -190,9 +143,7 @@ class TwinQ(nn.Module):
 
 def actor_arrays(actor: Actor, obs_dim: int) -> dict[str, np.ndarray]:
     """The actor as plain arrays (a snapshot): its state dict in float32, plus obs_dim."""
-    arrays = {k: v.detach().numpy().astype(np.float32) for k, v in actor.state_dict().items()}
-    arrays["obs_dim"] = np.array(obs_dim, dtype=np.int64)
-    return arrays
+    return actor.snapshot_arrays(obs_dim)
 
 
 # ----- replay buffer ----------------------------------------------------------------------------
@@ -299,16 +250,6 @@ def evaluate(actor: Actor, envs: list, features: np.ndarray, seed: int) -> np.nd
 
 
 # ----- checkpoints ------------------------------------------------------------------------------
-def atomic_save(obj, path: Path, save_fn):
-    """save_fn(file, obj) into path.tmp, then rename: a kill never leaves a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        save_fn(f, obj)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def json_args(args: Args) -> dict:
     """The settings as stored in a checkpoint (tuples as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(args).items()}
@@ -316,15 +257,7 @@ def json_args(args: Args) -> dict:
 
 def parse_args(argv=None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for field in dataclasses.fields(Args):
-        flags = sorted({f"--{field.name.replace('_', '-')}", f"--{field.name}"}, key=len)
-        if field.type == "bool":
-            parser.add_argument(*flags, action="store_true", dest=field.name)
-        elif field.type.startswith("tuple"):
-            parser.add_argument(*flags, type=float, nargs="+", default=field.default, dest=field.name)
-        else:
-            kind = {"int": int, "float": float, "str": str}[field.type]
-            parser.add_argument(*flags, type=kind, default=field.default, dest=field.name)
+    add_dataclass_flags(parser, Args, underscore_aliases=True)  # bools: --flag / --no-flag
     args = Args(**vars(parser.parse_args(argv)))
     args.snapshot_fractions = tuple(sorted(args.snapshot_fractions))
     return args
@@ -436,7 +369,7 @@ def main(argv=None):
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": json.dumps(rng.bit_generator.state),
         }
-        atomic_save(state, ckpt_path, lambda f, obj: torch.save(obj, f))
+        atomic_save(state, ckpt_path)
 
     stop = []  # SIGTERM / SIGINT: write a checkpoint and exit
     for sig in (signal.SIGTERM, signal.SIGINT):
