@@ -8,7 +8,6 @@ import json
 import math
 import shutil
 
-import numpy as np
 import pytest
 
 from bitr_envs.datasets import storage

@@ -1,7 +1,6 @@
 """`gym.make(id, task="random")`: tools that only call `reset()` see every task of the split."""
 
 import gymnasium as gym
-import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
