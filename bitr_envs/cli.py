@@ -6,7 +6,8 @@
     bitr datasets list             every dataset the recipe cards define, and which are built
     bitr datasets build ID...      collect datasets into the local Minari root (globs allowed)
     bitr datasets info ID          what a local dataset holds
-    bitr datasets verify ID...     checksums and a full read of local datasets
+    bitr datasets verify ID...     checksums (recorded and pinned) and a full read of local datasets
+    bitr datasets pin ID...        record local datasets' checksums as the benchmark's (maintainers)
     bitr datasets download ID...   from a remote (--remote file:///mirror or hf://org)
     bitr datasets publish ID...    to a remote
 """
@@ -189,6 +190,28 @@ def _datasets_verify(args) -> int:
     return 1 if failed else 0
 
 
+def _datasets_pin(args) -> int:
+    """Record local datasets' checksums as the benchmark's (a maintainer's step, after a build)."""
+    import json
+
+    from bitr_envs.datasets import verify
+    from bitr_envs.datasets.recipes import recipes_dir
+    from bitr_envs.datasets.storage import PINS_FILE, file_hashes, pins
+
+    pinned = pins()
+    for dataset_id in _dataset_ids(args.ids):
+        problems = verify(dataset_id)
+        if problems and not (len(problems) == 1 and "not the benchmark's dataset" in problems[0]):
+            raise ValueError(f"Not pinning {dataset_id}: " + " ".join(problems))
+        pinned[dataset_id] = file_hashes(dataset_id)
+        print(f"{dataset_id}: pinned data {pinned[dataset_id]['data_sha256'][:12]}, "
+              f"content {pinned[dataset_id]['content_sha256'][:12]}")
+    path = recipes_dir() / PINS_FILE
+    path.write_text(json.dumps(dict(sorted(pinned.items())), indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
 def _datasets_download(args) -> int:
     from bitr_envs.datasets.remote import download
 
@@ -241,6 +264,9 @@ def add_commands(groups) -> None:
     verify = commands.add_parser("verify", help="checksum and read local datasets")
     verify.add_argument("ids", nargs="+")
     verify.set_defaults(func=_datasets_verify)
+    pin = commands.add_parser("pin", help="record local datasets' checksums as the benchmark's (maintainers)")
+    pin.add_argument("ids", nargs="+")
+    pin.set_defaults(func=_datasets_pin)
     download = commands.add_parser("download", help="download datasets from a remote")
     download.add_argument("ids", nargs="+")
     download.add_argument("--remote", help="file:///path/to/mirror or hf://<org> (default: $MINARI_REMOTE)")

@@ -186,6 +186,21 @@ def test_local_remote_round_trip(root, tmp_path, monkeypatch):
         download(POINT, force=True)
 
 
+def test_pin_records_checksums_that_verify_then_holds_to(root, scratch_root, tmp_path, monkeypatch):
+    from bitr_envs.datasets.recipes import recipes_dir
+
+    shutil.copytree(root / "bitr", scratch_root / "bitr")
+    shutil.copytree(recipes_dir(), tmp_path / "cards")
+    (tmp_path / "cards" / "pins.json").unlink()
+    monkeypatch.setenv("BITR_RECIPES", str(tmp_path / "cards"))
+    assert bitr_main(["datasets", "pin", POINT]) == 0
+    assert set(json.loads((tmp_path / "cards" / "pins.json").read_text())) == {POINT}
+    assert datasets.verify(POINT) == []
+    data_file = scratch_root / POINT / "data" / "main_data.hdf5"
+    data_file.write_bytes(data_file.read_bytes()[:-1] + b"x")
+    assert bitr_main(["datasets", "pin", POINT]) == 2  # a damaged dataset is never pinned
+
+
 def test_an_unreachable_remote_is_one_clear_error(root, monkeypatch, capsys):
     def no_network(dataset_id):
         raise ConnectionError("[Errno -2] Name or service not known")

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import os
 import shutil
@@ -130,9 +129,12 @@ PINS_FILE = "pins.json"
 
 
 def pins() -> dict[str, dict[str, str]]:
-    """dataset id -> the checksums the benchmark expects (`cards/pins.json`)."""
-    text = (importlib.resources.files("bitr_envs.datasets") / "cards" / PINS_FILE).read_text()
-    return json.loads(text)
+    """dataset id -> the checksums the benchmark expects (`pins.json` beside the recipe cards;
+    written by `bitr datasets pin`)."""
+    from bitr_envs.datasets.recipes import recipes_dir
+
+    path = recipes_dir() / PINS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def pinned(dataset_id: str) -> Optional[dict[str, str]]:
