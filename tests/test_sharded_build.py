@@ -136,3 +136,37 @@ def test_datasets_without_a_task_index_load_one_task_too(one_process, tmp_path, 
     data = datasets.load(POINT, tasks=[4])
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     np.testing.assert_array_equal(data.tasks[4].actions, datasets.load(POINT, tasks=[4]).tasks[4].actions)
+
+
+BUILD = """
+import sys
+from bitr_envs import datasets
+from bitr_envs.datasets import shards
+shards.SHARD_STEPS = 400
+datasets.build(sys.argv[1])
+"""
+
+
+def test_a_sigkilled_build_resumes(one_process, tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    folder = shards.shard_folder(recipe(CHEETAH))
+    build = subprocess.Popen([sys.executable, "-c", BUILD, CHEETAH], env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("shard-*.npz"))) < 3 and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    assert build.returncode == -signal.SIGKILL, "the build ended before it could be killed"
+    assert not exists(CHEETAH)
+    finished = len(list(folder.glob("shard-*.npz")))
+    reused = []
+    shards.build(CHEETAH, on_shard=lambda shard, was_reused: was_reused and reused.append(shard.index))
+    assert len(reused) == finished >= 3
+    assert file_hashes(CHEETAH) == expected[CHEETAH]
