@@ -18,6 +18,7 @@ Every build goes through here; `jobs=1` runs the shards one after the other in t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -86,11 +87,15 @@ _BEHAVIOURS: dict[str, dict] = {}  # recipe fingerprint -> its behaviours, loade
 
 def _behaviours(r: Recipe) -> dict:
     from bitr_envs.datasets.behaviours import make_behaviours
+    from bitr_envs.datasets.recipes import recipes_dir
 
     key = r.fingerprint()
     if key not in _BEHAVIOURS:
+        card = r.card
+        if not card.path.exists():  # a Ray node where the package lives elsewhere: its own copy
+            card = dataclasses.replace(card, path=recipes_dir() / card.path.name)
         _BEHAVIOURS.clear()
-        _BEHAVIOURS[key] = make_behaviours(r.card)
+        _BEHAVIOURS[key] = make_behaviours(card)
     return _BEHAVIOURS[key]
 
 
