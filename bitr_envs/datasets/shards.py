@@ -118,6 +118,9 @@ def run_shard(r: Recipe, shard: Shard, num_envs: int = 16, progress: Progress = 
     if shard.run == DATA:
         for field in ("observations", "actions", "rewards", "terminations", "truncations"):
             arrays[field] = np.concatenate([getattr(e, field) for e in episodes])
+            for e in episodes:  # each array once in memory: the episode's copy goes
+                setattr(e, field, None)
+    del episodes
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
