@@ -254,12 +254,6 @@ class ShardExecutor:
                 ray.cancel(ref)
 
 
-@contextmanager
-def executor(jobs: int = 1, kind: str = "local") -> Iterator[ShardExecutor]:
-    with ShardExecutor(jobs, kind) as e:
-        yield e
-
-
 # ----- a whole build -------------------------------------------------------------------------
 def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
           runner: Optional[ShardExecutor] = None, on_shard: Optional[Callable[[Shard, bool], None]] = None) -> Path:
