@@ -1,8 +1,12 @@
 """Dataset collection and loading against their raw baselines (run: pytest benchmarks/).
 
-Targets (issue 3): collection runs at least half the raw env's step rate; loading a 1M-transition
-dataset into per-task arrays takes at most 1.5x a raw h5py read of the same file.
+Targets: collection runs at least half the raw env's step rate; sharded collection on N
+workers keeps that rate per worker; loading a 1M-transition dataset into per-task arrays takes
+at most 1.5x a raw h5py read of the same file, and loading one task of it at most 2x a raw h5py
+read of that task's episodes.
 """
+
+import os
 
 import gymnasium as gym
 import h5py
@@ -11,6 +15,7 @@ import pytest
 from conftest import paired_ratio
 
 from bitr_envs import datasets
+from bitr_envs.datasets import shards
 from bitr_envs.datasets.behaviours import Behaviour, point_robot_goal_seeker
 from bitr_envs.datasets.collect import Episode, Job, collect, write_dataset
 from bitr_envs.datasets.recipes import all_recipes
@@ -27,6 +32,7 @@ iid = { random = 1.0 }
 ood = { uniform-ood = 1.0 }
 [profiles]
 bench = { episodes_per_task = 167 }
+sharded = { episodes_per_task = 20 }
 """
 DATASET = "bitr/cheetah-vel/train-iid-bench-v0"
 
@@ -43,7 +49,7 @@ def million_transitions(tmp_path_factory):
         recipe = next(r for r in all_recipes() if r.dataset_id == DATASET)
         rng = np.random.default_rng(0)
         episodes = [
-            Episode(task=i % 30, behaviour=0, seed=i,
+            Episode(task=i // 167, behaviour=0, seed=i,  # task-major, as a build writes them
                     observations=rng.standard_normal((201, 17)),
                     actions=rng.uniform(-1, 1, (200, 6)).astype(np.float32),
                     rewards=rng.standard_normal(200),
@@ -57,11 +63,21 @@ def million_transitions(tmp_path_factory):
         yield path / "data" / "main_data.hdf5"
 
 
-def raw_h5py_read(path):
-    """The floor: every array of every episode, read with h5py and nothing else."""
+@pytest.fixture(scope="module")
+def bench_cards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cards")
+    (root / "bench.toml").write_text(CARD)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BITR_RECIPES", str(root))
+        yield root
+
+
+def raw_h5py_read(path, episode_ids=None):
+    """The floor: every array of every episode (or of `episode_ids`), read with h5py and nothing else."""
     arrays = []
     with h5py.File(path, "r") as f:
-        for name in f:
+        names = list(f) if episode_ids is None else [f"episode_{i}" for i in episode_ids]
+        for name in names:
             episode = f[name]
             for key in ("observations", "actions", "rewards", "terminations", "truncations"):
                 arrays.append(episode[key][()])
@@ -78,6 +94,59 @@ def test_loading_a_million_transitions_against_raw_h5py(benchmark, million_trans
     benchmark.pedantic(datasets.load, args=(DATASET,), rounds=3)
     print(f"\nload / raw h5py read = {ratio:.3f}")
     assert ratio <= 1.5
+
+
+def test_loading_one_task_against_raw_h5py_of_its_episodes(benchmark, million_transitions):
+    task = 7
+    data = datasets.load(DATASET, tasks=[task])
+    assert data.task_ids == [task] and data.num_transitions == 167 * 200
+    episode_ids = range(task * 167, (task + 1) * 167)
+    ratio = paired_ratio(lambda: datasets.load(DATASET, tasks=[task]),
+                         lambda: raw_h5py_read(million_transitions, episode_ids), rounds=5)
+    benchmark.extra_info["time_ratio_vs_raw_h5py"] = round(ratio, 3)
+    benchmark.pedantic(datasets.load, args=(DATASET,), kwargs={"tasks": [task]}, rounds=5)
+    print(f"\nload(tasks=[{task}]) / raw h5py read of its 167 episodes = {ratio:.3f}")
+    assert ratio <= 2.0
+
+
+@pytest.mark.parametrize("jobs, executor", [(1, "local"), (2, "local"), (2, "ray")])
+def test_sharded_collection_per_worker_against_the_raw_env(benchmark, bench_cards, monkeypatch, jobs, executor):
+    """Collecting every shard of a Cheetah-Vel dataset (30 tasks x 20 episodes, and the reference
+    runs: 168k steps) on `jobs` workers, per worker, against one process stepping the raw env.
+    Meaningful only with `jobs` idle cores: run it on a quiet machine."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    if (os.cpu_count() or 1) < jobs:
+        pytest.skip(f"needs {jobs} cores")
+    monkeypatch.setattr(shards, "SHARD_STEPS", 10_000)  # 50 episodes a shard: 18 shards
+    r = next(r for r in all_recipes() if r.dataset_id == "bitr/cheetah-vel/train-iid-sharded-v0")
+    plan = shards.plan(r)
+    steps = sum(len(s.jobs) for s in plan) * 200
+    raw = gym.make("bitr/CheetahVel-v0")
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps // jobs,) + raw.action_space.shape).astype(np.float32)
+
+    def raw_steps():  # one worker's share of the steps, on the raw env
+        raw.reset(seed=0)
+        for action in actions:
+            _, _, terminated, truncated, _ = raw.step(action)
+            if terminated or truncated:
+                raw.reset()
+
+    with shards.ShardExecutor(jobs, executor) as runner:
+        def sharded():
+            for _ in runner.run(r, plan, 16, None):
+                pass
+
+        sharded()  # start the workers and load the policies once, as a long build does
+        ratio = paired_ratio(sharded, raw_steps, rounds=3)
+        benchmark.pedantic(sharded, rounds=1)
+    if executor == "ray":
+        import ray
+
+        ray.shutdown()
+    benchmark.extra_info["throughput_per_worker_ratio_vs_raw"] = round(1 / ratio, 3)
+    print(f"\n{jobs} x {executor}: sharded collection per worker / raw step rate = {1 / ratio:.2f}")
+    assert 1 / ratio >= 0.5
 
 
 @pytest.mark.parametrize(

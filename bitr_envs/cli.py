@@ -4,7 +4,8 @@
     bitr envs show ID              the task table of each split of ID
     bitr envs rollout ID           random-policy returns per task (a quick check of an env)
     bitr datasets list             every dataset the recipe cards define, and which are built
-    bitr datasets build ID...      collect datasets into the local Minari root (globs allowed)
+    bitr datasets build ID...      collect datasets into the local Minari root (globs allowed;
+                                   --jobs N / --executor ray collect shards in parallel, resumably)
     bitr datasets info ID          what a local dataset holds
     bitr datasets verify ID...     checksums (recorded and pinned) and a full read of local datasets
     bitr datasets pin ID...        record local datasets' checksums as the benchmark's (maintainers)
@@ -140,16 +141,23 @@ def _datasets_build(args) -> int:
 
     from bitr_envs.datasets import build
     from bitr_envs.datasets.collect import planned_steps
+    from bitr_envs.datasets.shards import ShardExecutor
     from bitr_envs.datasets.storage import exists
 
+    todo = []
     for dataset_id in _dataset_ids(args.ids):
         if exists(dataset_id) and not args.force:
             print(f"{dataset_id}: already built (--force rebuilds it)")
-            continue
-        with tqdm(total=planned_steps(dataset_id), desc=dataset_id, unit="step", unit_scale=True) as bar:
-            path = build(dataset_id, num_envs=args.num_envs, progress=bar.update)
-            bar.total = bar.n  # episodes that ended early leave the bound unreached
-        print(f"{dataset_id}: built at {path}")
+        else:
+            todo.append(dataset_id)
+    if not todo:
+        return 0
+    with ShardExecutor(args.jobs, args.executor) as runner:  # one pool (or Ray session) for all
+        for dataset_id in todo:
+            with tqdm(total=planned_steps(dataset_id), desc=dataset_id, unit="step", unit_scale=True) as bar:
+                path = build(dataset_id, num_envs=args.num_envs, progress=bar.update, runner=runner)
+                bar.total = bar.n  # episodes that ended early leave the bound unreached
+            print(f"{dataset_id}: built at {path}")
     return 0
 
 
@@ -257,6 +265,11 @@ def add_commands(groups) -> None:
     build.add_argument("ids", nargs="+", help="dataset ids or patterns, e.g. 'bitr/point-robot-sparse/*-lite-v0'")
     build.add_argument("--force", action="store_true", help="rebuild datasets that exist")
     build.add_argument("--num-envs", type=int, default=16, help="envs stepped together (does not change the data)")
+    build.add_argument("--jobs", type=int, default=1,
+                       help="shards collected at once: local processes, or the CPUs of a local Ray instance "
+                            "(does not change the data)")
+    build.add_argument("--executor", default="local", choices=["local", "ray"],
+                       help="local processes, or Ray tasks (on $RAY_ADDRESS's cluster if set)")
     build.set_defaults(func=_datasets_build)
     info = commands.add_parser("info", help="what a local dataset holds")
     info.add_argument("dataset_id")

@@ -3,6 +3,7 @@
     from bitr_envs import datasets
     datasets.build("bitr/point-robot-sparse/train-iid-lite-v0")   # or: bitr datasets build ID
     data = datasets.load("bitr/point-robot-sparse/train-iid-lite-v0")
+    task3 = datasets.load("bitr/point-robot-sparse/test-iid-lite-v0", tasks=[3])  # reads task 3 only
 
 Each is also a plain Minari dataset: `minari.load_dataset(ID)` works, and per-step infos carry
 `task_id` and `behaviour`.

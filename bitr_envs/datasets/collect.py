@@ -18,12 +18,12 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import gymnasium as gym
 import numpy as np
 
-from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise, make_behaviours
+from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise
 from bitr_envs.datasets.recipes import Recipe, recipe
 from bitr_envs.datasets.storage import DATA_FILE, FORMAT_VERSION, content_sha256, datasets_root, file_sha256, install, minari_root_at
 
@@ -163,22 +163,35 @@ def dataset_jobs(r: Recipe) -> list[Job]:
     return [Job(task=t, behaviour=b, seed=s) for (t, b), s in zip(names, seeds)]
 
 
-def reference_returns(r: Recipe, behaviours: dict[str, Behaviour], progress: Progress = None):
-    """Per-task mean returns of the random policy and the family's expert behaviour.
+def reference_jobs(r: Recipe) -> dict[str, list[Job]]:
+    """The episodes of the two reference runs (random, then the family's expert), task-major.
 
-    They are the 0 and 100 of the normalised score, measured on this dataset's split; both runs
+    They give the 0 and 100 of the normalised score, measured on this dataset's split; both runs
     depend only on the card, the env and the split, not on the pool or profile.
     """
     n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
     n = r.card.reference_episodes
-    result = {}
+    runs = {}
     for name in ("random", r.card.expert):
         seeds = episode_seeds(r.card.seed, f"reference/{r.env_id}/{r.split}/{name}", n_tasks * n)
-        jobs = [Job(task=t, behaviour=name, seed=seeds[t * n + k]) for t in range(n_tasks) for k in range(n)]
-        episodes = collect(r.env_id, r.split, jobs, {name: behaviours[name]}, progress=progress)
-        returns = np.array([e.total_return for e in episodes]).reshape(n_tasks, n)
-        result[name] = returns.mean(axis=1).tolist()
+        runs[name] = [Job(task=t, behaviour=name, seed=seeds[t * n + k]) for t in range(n_tasks) for k in range(n)]
+    return runs
+
+
+def reference_means(r: Recipe, returns: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Per-task mean returns of each reference run, from its episodes' returns in job order."""
+    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
+    result = {name: np.asarray(returns[name]).reshape(n_tasks, -1).mean(axis=1).tolist() for name in returns}
     return {"random": result["random"], "expert": result[r.card.expert]}
+
+
+def reference_returns(r: Recipe, behaviours: dict[str, Behaviour], progress: Progress = None):
+    """Per-task mean returns of the random policy and the family's expert behaviour, in one process."""
+    returns = {}
+    for name, jobs in reference_jobs(r).items():
+        episodes = collect(r.env_id, r.split, jobs, {name: behaviours[name]}, progress=progress)
+        returns[name] = np.array([e.total_return for e in episodes])
+    return reference_means(r, returns)
 
 
 def _env_class(env_id: str):
@@ -188,36 +201,58 @@ def _env_class(env_id: str):
 
 
 # ----- writing --------------------------------------------------------------------------------
-def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviours: dict[str, Behaviour]) -> Path:
-    """Write the episodes as the Minari dataset `r.dataset_id`, atomically; returns its folder."""
+def task_episode_ranges(tasks: Iterable[int], n_tasks: int) -> list[list[list[int]]]:
+    """Per task, the [start, stop) ranges of episode ids that hold its episodes (the dataset's
+    `bitr_task_episodes`); a task-major dataset has one range per task."""
+    ranges: list[list[list[int]]] = [[] for _ in range(n_tasks)]
+    for i, task in enumerate(tasks):
+        own = ranges[task]
+        if own and own[-1][1] == i:
+            own[-1][1] = i + 1
+        else:
+            own.append([i, i + 1])
+    return ranges
+
+
+def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, behaviours: dict[str, Behaviour]) -> Path:
+    """Write the episodes as the Minari dataset `r.dataset_id`, atomically; returns its folder.
+
+    `episodes` may be a generator (`shards.episodes_of`): they are handed to Minari one at a time,
+    in one pass over one open hdf5 file, so memory holds what the generator holds. One pass
+    matters for the checksum too: Minari's `update_episodes` called once per part reopens the
+    file each time, and the file's bytes then differ from a one-call write of the same episodes.
+    """
     import minari
     from minari.data_collector import EpisodeBuffer
+
+    tasks: list[int] = []
+
+    def buffers():
+        for i, e in enumerate(episodes):
+            tasks.append(e.task)
+            yield EpisodeBuffer(
+                id=i,
+                seed=e.seed,
+                options={"task": e.task},
+                observations=e.observations,
+                actions=e.actions,
+                rewards=e.rewards,
+                terminations=e.terminations,
+                truncations=e.truncations,
+                infos={
+                    "task_id": np.full(len(e.observations), e.task, dtype=np.int64),
+                    "behaviour": np.full(len(e.observations), e.behaviour, dtype=np.int64),
+                },
+            )
 
     scratch = Path(tempfile.mkdtemp(prefix=".bitr-build-", dir=datasets_root()))
     try:
         with minari_root_at(scratch):
-            buffers = [
-                EpisodeBuffer(
-                    id=i,
-                    seed=e.seed,
-                    options={"task": e.task},
-                    observations=e.observations,
-                    actions=e.actions,
-                    rewards=e.rewards,
-                    terminations=e.terminations,
-                    truncations=e.truncations,
-                    infos={
-                        "task_id": np.full(len(e.observations), e.task, dtype=np.int64),
-                        "behaviour": np.full(len(e.observations), e.behaviour, dtype=np.int64),
-                    },
-                )
-                for i, e in enumerate(episodes)
-            ]
             env = gym.make(r.env_id, split=r.split)
             warnings.filterwarnings("ignore", message="`code_permalink` is set to None")
             dataset = minari.create_dataset_from_buffers(
                 dataset_id=r.dataset_id,
-                buffer=buffers,
+                buffer=buffers(),  # one pass, one open file: see the docstring
                 env=env.spec,
                 eval_env=env.spec,
                 algorithm_name=f"bitr behaviour pool {r.pool!r}",
@@ -243,6 +278,7 @@ def write_dataset(r: Recipe, episodes: list[Episode], references: dict, behaviou
                     "bitr_behaviours": [b for b in behaviours],
                     "bitr_pool_behaviours": sorted(r.shares),
                     "bitr_reference_returns": references,
+                    "bitr_task_episodes": task_episode_ranges(tasks, len(_env_class(r.env_id).split_tasks(r.split))),
                     "bitr_data_sha256": file_sha256(data_path / DATA_FILE),
                 }
             )
@@ -269,13 +305,17 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build(dataset_id: str, num_envs: int = 16, progress: Progress = None) -> Path:
-    """Collect and write one dataset from its recipe; returns the dataset's folder."""
-    r = recipe(dataset_id)
-    behaviours = make_behaviours(r.card)
-    references = reference_returns(r, behaviours, progress)
-    episodes = collect(r.env_id, r.split, dataset_jobs(r), behaviours, num_envs, progress)
-    return write_dataset(r, episodes, references, behaviours)
+def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
+          runner=None) -> Path:
+    """Collect and write one dataset from its recipe; returns the dataset's folder.
+
+    Collection runs in shards (`shards.py`): `jobs` local processes, or Ray tasks with
+    `executor="ray"`; an interrupted build resumes from the shards it finished. The dataset's
+    bytes are the same for every `jobs`, `executor` and `num_envs`.
+    """
+    from bitr_envs.datasets import shards
+
+    return shards.build(dataset_id, num_envs, progress, jobs, executor, runner)
 
 
 def planned_steps(dataset_id: str) -> int:

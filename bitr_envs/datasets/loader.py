@@ -4,15 +4,18 @@
     data.tasks[3].observations          # (N, obs_dim), all of task 3's transitions
     batch = data.sample_batch([0, 5, 7], 256, rng)          # arrays of shape (3, 256, ...)
     context = data.sample_context(3, 32, rng)               # 32 transitions of task 3
+    one = bitr_envs.datasets.load(ID, tasks=[3])             # reads only task 3's episodes
 
 The file is read once, episode by episode, straight into numpy; sampling is pure indexing.
+A dataset records which episodes hold each task (`bitr_task_episodes`), so `tasks=[...]` reads
+those episodes and no others: memory is what the chosen tasks hold.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -59,20 +62,35 @@ class OfflineData:
     pool: str
     behaviour_names: list[str]
     reference_returns: dict[str, list[float]]
-    tasks: list[TaskData]  # index = task id in the split
+    # index = task id in the split; None for a task that `load(..., tasks=[...])` did not read
+    tasks: list[Optional[TaskData]]
+
+    @property
+    def task_ids(self) -> list[int]:
+        """The tasks that were read (all of the split's unless `load` was given `tasks`)."""
+        return [i for i, t in enumerate(self.tasks) if t is not None]
 
     @property
     def num_transitions(self) -> int:
-        return sum(len(t) for t in self.tasks)
+        return sum(len(t) for t in self.tasks if t is not None)
+
+    def task(self, task_id: int) -> TaskData:
+        """One task's data, or a ValueError if it was not read."""
+        if not 0 <= task_id < len(self.tasks):
+            raise ValueError(f"{self.dataset_id} has tasks 0-{len(self.tasks) - 1}, not {task_id}.")
+        if self.tasks[task_id] is None:
+            raise ValueError(f"Task {task_id} of {self.dataset_id} was not loaded (loaded: {self.task_ids}); "
+                             f"load it with datasets.load({self.dataset_id!r}, tasks=[..., {task_id}]).")
+        return self.tasks[task_id]
 
     def sample_batch(self, task_ids: Sequence[int], batch_size: int, rng: np.random.Generator):
         """`batch_size` transitions from each task, uniformly: arrays of shape (tasks, batch, ...)."""
-        per_task = [self.tasks[t].take(rng.integers(len(self.tasks[t]), size=batch_size)) for t in task_ids]
+        per_task = [self.task(t).take(rng.integers(len(self.task(t)), size=batch_size)) for t in task_ids]
         return {key: np.stack([b[key] for b in per_task]) for key in per_task[0]}
 
     def sample_context(self, task_id: int, size: int, rng: np.random.Generator, window: bool = False):
         """`size` transitions of one task: uniform draws, or one contiguous window of steps."""
-        task = self.tasks[task_id]
+        task = self.task(task_id)
         if window:
             start = int(rng.integers(len(task) - size + 1))
             return task.take(np.arange(start, start + size))
@@ -81,7 +99,8 @@ class OfflineData:
     def episode_returns(self) -> list[tuple[int, int, float]]:
         """(task, behaviour label, return) of every episode in the dataset."""
         result = []
-        for task_id, task in enumerate(self.tasks):
+        for task_id in self.task_ids:
+            task = self.tasks[task_id]
             ends = np.flatnonzero(task.terminals | task.timeouts) + 1
             for start, end in zip(np.r_[0, ends[:-1]], ends):
                 result.append((task_id, int(task.behaviours[start]), float(task.rewards[start:end].sum())))
@@ -117,25 +136,40 @@ def read_metadata(dataset_id: str) -> dict:
     return metadata
 
 
-def load(dataset_id: str) -> OfflineData:
-    """Read a local BITR dataset into per-task arrays (see the module docstring)."""
+def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
+    """Read a local BITR dataset into per-task arrays (see the module docstring): every task, or
+    only `tasks` (task ids in the split), reading only their episodes."""
     import minari
 
     metadata = read_metadata(dataset_id)
+    from bitr_envs.registry import entry
+
+    n_tasks = len(entry(metadata["bitr_env_id"]).env_class.split_tasks(metadata["bitr_split"]))
+    if tasks is not None:
+        wanted = sorted({int(t) for t in tasks})
+        outside = [t for t in wanted if not 0 <= t < n_tasks]
+        if outside or not wanted:
+            raise ValueError(f"Dataset {dataset_id} holds tasks 0-{n_tasks - 1} of the {metadata['bitr_split']!r} "
+                             f"split; tasks={list(tasks)} asks for {outside or 'none'}.")
     try:
         dataset = minari.load_dataset(dataset_id)
     except Exception as err:  # Minari's version checks and file errors, all worded its own way
         raise DatasetError(f"Minari cannot open dataset {dataset_id}: {err}. {_fixes(dataset_id)}") from err
 
-    from bitr_envs.registry import entry
-
-    n_tasks = len(entry(metadata["bitr_env_id"]).env_class.split_tasks(metadata["bitr_split"]))
     per_task: list[list[dict]] = [[] for _ in range(n_tasks)]
     try:
+        if tasks is None:
+            indices, expected = range(dataset.total_episodes), None  # every episode, in file order
+        else:
+            index = metadata["bitr_task_episodes"]
+            indices = [i for t in wanted for start, stop in index[t] for i in range(start, stop)]
+            expected = {i: t for t in wanted for start, stop in index[t] for i in range(start, stop)}
         n_steps = 0
-        for episode in dataset.storage.get_episodes(range(dataset.total_episodes)):
+        for episode in dataset.storage.get_episodes(indices):
             obs = episode["observations"]
             task = int(episode["infos"]["task_id"][0])
+            if expected is not None and expected[episode["id"]] != task:
+                raise ValueError(f"episode {episode['id']} holds task {task}, its task index says {expected[episode['id']]}")
             per_task[task].append(
                 {
                     "observations": obs[:-1],
@@ -150,16 +184,20 @@ def load(dataset_id: str) -> OfflineData:
             n_steps += len(episode["rewards"])
     except (OSError, KeyError, IndexError, RuntimeError, ValueError) as err:  # h5py's read errors
         raise DatasetError(f"Dataset {dataset_id} is damaged: {err!r}. {_fixes(dataset_id)}") from err
-    if n_steps != metadata["total_steps"]:
+    if tasks is None and n_steps != metadata["total_steps"]:
         raise DatasetError(
             f"Dataset {dataset_id} holds {n_steps} steps, its metadata says {metadata['total_steps']}. "
             f"{_fixes(dataset_id)}"
         )
-    tasks = []
+    loaded: list[Optional[TaskData]] = []
     for task, episodes in enumerate(per_task):
+        if tasks is not None and task not in wanted:
+            loaded.append(None)
+            continue
         if not episodes:
             raise DatasetError(f"Dataset {dataset_id} has no episode of task {task}. {_fixes(dataset_id)}")
-        tasks.append(TaskData(**{k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}))
+        loaded.append(TaskData(**{k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}))
+        per_task[task] = []  # the episodes' arrays go as soon as their task is one array
     return OfflineData(
         dataset_id=dataset_id,
         env_id=metadata["bitr_env_id"],
@@ -167,7 +205,7 @@ def load(dataset_id: str) -> OfflineData:
         pool=metadata["bitr_pool"],
         behaviour_names=list(metadata["bitr_behaviours"]),
         reference_returns=metadata["bitr_reference_returns"],
-        tasks=tasks,
+        tasks=loaded,
     )
 
 

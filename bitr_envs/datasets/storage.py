@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator, Optional
 
-FORMAT_VERSION = 2  # of the bitr_* metadata and infos layout (2: bitr_content_sha256)
+FORMAT_VERSION = 3  # of the bitr_* metadata and infos layout (2: content checksum, 3: per-task episode index)
 DATA_FILE = "main_data.hdf5"
 METADATA_FILE = "metadata.json"
 

@@ -1,0 +1,321 @@
+"""Building a dataset in shards: on one core, on local processes or on a Ray cluster, resumably.
+
+A dataset's episodes (`collect.dataset_jobs`, task-major) and its two reference runs are cut
+into shards of contiguous episodes, about `SHARD_STEPS` planned steps each. A shard is
+independent of every other (each episode has its own seeds), so shards run in any order, on
+any number of workers, and give the same arrays. Each finished shard is written atomically to
+
+    <Minari root>/.bitr-shards/<dataset id>/<recipe fingerprint>/shard-00012.npz
+
+(a hidden folder: Minari does not list it), so memory is bounded by a shard and an interrupted
+build resumes from the shards it finished. Once all are there, the dataset is written from
+them in order, one shard in memory at a time, in one pass over one hdf5 file: the bytes are
+those of the same episodes written from one list (`collect.write_dataset`), whatever the number
+of workers. The shard folder goes when the dataset is installed.
+
+Every build goes through here; `jobs=1` runs the shards one after the other in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from bitr_envs.datasets.collect import (Episode, Job, Progress, _version, collect, dataset_jobs, reference_jobs,
+                                        reference_means, write_dataset)
+from bitr_envs.datasets.recipes import Recipe, recipe
+from bitr_envs.datasets.storage import atomic_write, datasets_root
+
+SHARD_STEPS = 100_000  # planned steps per shard (episodes x horizon): what a worker holds, tens of MB
+SHARDS_DIR = ".bitr-shards"
+DATA = "data"
+REFERENCE = "reference:"
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A block of contiguous episodes of one run: the dataset's (`run="data"`) or a reference run's."""
+
+    index: int  # its place in the plan and its file name
+    run: str  # DATA, or "reference:<behaviour>"
+    jobs: tuple[Job, ...]
+
+    def key(self, r: Recipe) -> str:
+        """What the shard's arrays depend on: a finished shard is reused only with the same key."""
+        payload = [r.fingerprint(), _version(), self.run, [(j.task, j.behaviour, j.seed) for j in self.jobs]]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+    @property
+    def file_name(self) -> str:
+        return f"shard-{self.index:05d}.npz"
+
+
+def plan(r: Recipe) -> list[Shard]:
+    """The shards of a dataset: the reference runs', then the data's, each cut into contiguous
+    blocks of `SHARD_STEPS // horizon` episodes. Depends on the recipe only."""
+    per_shard = max(1, SHARD_STEPS // gym.spec(r.env_id).max_episode_steps)
+    runs = {f"{REFERENCE}{name}": jobs for name, jobs in reference_jobs(r).items()}
+    runs[DATA] = dataset_jobs(r)
+    shards = []
+    for run, jobs in runs.items():
+        for start in range(0, len(jobs), per_shard):
+            shards.append(Shard(len(shards), run, tuple(jobs[start : start + per_shard])))
+    return shards
+
+
+def shard_folder(r: Recipe) -> Path:
+    return datasets_root() / SHARDS_DIR / r.dataset_id / r.fingerprint()
+
+
+# ----- running one shard (in any process) ----------------------------------------------------
+_BEHAVIOURS: dict[str, dict] = {}  # recipe fingerprint -> its behaviours, loaded once per worker
+
+
+def _behaviours(r: Recipe) -> dict:
+    from bitr_envs.datasets.behaviours import make_behaviours
+    from bitr_envs.datasets.recipes import recipes_dir
+
+    key = r.fingerprint()
+    if key not in _BEHAVIOURS:
+        card = r.card
+        if not card.path.exists():  # a Ray node where the package lives elsewhere: its own copy
+            card = dataclasses.replace(card, path=recipes_dir() / card.path.name)
+        _BEHAVIOURS.clear()
+        _BEHAVIOURS[key] = make_behaviours(card)
+    return _BEHAVIOURS[key]
+
+
+def run_shard(r: Recipe, shard: Shard, num_envs: int = 16, progress: Progress = None) -> bytes:
+    """Collect a shard's episodes; returns its file's bytes (npz: episodes concatenated, with
+    their lengths, tasks, behaviour labels and seeds). Runs in a worker: needs only its arguments."""
+    behaviours = _behaviours(r)
+    if shard.run != DATA:
+        name = shard.run.removeprefix(REFERENCE)
+        behaviours = {name: behaviours[name]}
+    episodes = collect(r.env_id, r.split, list(shard.jobs), behaviours, num_envs, progress)
+    arrays = {
+        "key": np.array(shard.key(r)),
+        "lengths": np.array([len(e.rewards) for e in episodes], dtype=np.int64),
+        "tasks": np.array([e.task for e in episodes], dtype=np.int64),
+        "behaviours": np.array([e.behaviour for e in episodes], dtype=np.int64),
+        "seeds": np.array([e.seed for e in episodes], dtype=np.int64),
+        "returns": np.array([e.total_return for e in episodes], dtype=np.float64),
+    }
+    if shard.run == DATA:
+        for field in ("observations", "actions", "rewards", "terminations", "truncations"):
+            arrays[field] = np.concatenate([getattr(e, field) for e in episodes])
+            for e in episodes:  # each array once in memory: the episode's copy goes
+                setattr(e, field, None)
+    del episodes
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _finished(path: Path, key: str) -> Optional[int]:
+    """The steps of the shard file at `path` if it is a finished shard with this key, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) == key:
+                return int(f["lengths"].sum())
+    except (OSError, ValueError, KeyError, EOFError):  # unreadable: run the shard again
+        pass
+    return None
+
+
+def episodes_of(folder: Path, shards: Iterable[Shard]) -> Iterator[Episode]:
+    """The episodes of data shards, in order, read one shard at a time."""
+    for shard in shards:
+        with np.load(folder / shard.file_name, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        ends = np.cumsum(arrays["lengths"])
+        starts = ends - arrays["lengths"]
+        for i, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+            yield Episode(
+                task=int(arrays["tasks"][i]),
+                behaviour=int(arrays["behaviours"][i]),
+                seed=int(arrays["seeds"][i]),
+                observations=arrays["observations"][start + i : end + i + 1],  # T + 1 per episode
+                actions=arrays["actions"][start:end],
+                rewards=arrays["rewards"][start:end],
+                terminations=arrays["terminations"][start:end],
+                truncations=arrays["truncations"][start:end],
+            )
+        del arrays
+
+
+def _returns_of(folder: Path, shards: Iterable[Shard]) -> np.ndarray:
+    parts = []
+    for shard in shards:
+        with np.load(folder / shard.file_name, allow_pickle=False) as f:
+            parts.append(f["returns"])
+    return np.concatenate(parts)
+
+
+# ----- executors -------------------------------------------------------------------------------
+class ShardExecutor:
+    """Runs `run_shard` calls and hands back their results as they finish.
+
+    `local` with `jobs=1` runs them in this process, one after the other; `local` with more
+    runs them on that many fresh (spawned) processes; `ray` runs them as Ray tasks, on the
+    cluster at $RAY_ADDRESS if set, else on a local Ray instance with `jobs` CPUs. Workers
+    return a shard's bytes and this process writes it, so Ray workers need no shared disk.
+    """
+
+    def __init__(self, jobs: int = 1, executor: str = "local"):
+        if executor not in EXECUTORS:
+            raise ValueError(f"Unknown executor {executor!r}: use 'local' or 'ray'.")
+        if jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, not {jobs}.")
+        self.jobs, self.executor = jobs, executor
+        self._pool: Optional[ProcessPoolExecutor] = None
+        self._ray = None
+
+    def __enter__(self) -> ShardExecutor:
+        if self.executor == "ray":
+            try:
+                import ray
+            except ImportError as err:
+                raise ValueError("--executor ray needs Ray: pip install 'bitr-bench[ray]'") from err
+            if not ray.is_initialized():
+                if os.environ.get("RAY_ADDRESS"):
+                    ray.init(log_to_driver=False)  # a running cluster: it has its own CPUs
+                else:
+                    ray.init(num_cpus=self.jobs, include_dashboard=False, log_to_driver=False)
+            self._ray = ray
+        elif self.jobs > 1:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def in_process(self) -> bool:
+        return self._pool is None and self._ray is None
+
+    def run(self, r: Recipe, shards: list[Shard], num_envs: int, progress: Progress) -> Iterator[tuple[Shard, bytes]]:
+        """(shard, file bytes) for every shard, in the order they finish."""
+        if self._ray is not None:
+            yield from self._run_ray(r, shards, num_envs)
+        elif self._pool is not None:
+            yield from self._run_pool(r, shards, num_envs)
+        else:
+            for shard in shards:
+                yield shard, run_shard(r, shard, num_envs, progress)
+
+    def _run_pool(self, r, shards, num_envs):
+        # At most 2 shards per worker in flight: finished results wait in this process's memory.
+        todo, pending = list(shards), {}
+        try:
+            while todo or pending:
+                while todo and len(pending) < 2 * self.jobs:
+                    shard = todo.pop(0)
+                    pending[self._pool.submit(run_shard, r, shard, num_envs)] = shard
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _run_ray(self, r, shards, num_envs):
+        ray = self._ray
+        remote = ray.remote(num_cpus=1, max_retries=2)(run_shard)
+        recipe_ref = ray.put(r)
+        todo, pending = list(shards), {}
+        limit = max(2 * self.jobs, int(2 * ray.cluster_resources().get("CPU", self.jobs)))
+        try:
+            while todo or pending:
+                while todo and len(pending) < limit:
+                    shard = todo.pop(0)
+                    pending[remote.remote(recipe_ref, shard, num_envs)] = shard
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                shard = pending.pop(ready[0])
+                yield shard, ray.get(ready[0])
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+
+
+# ----- a whole build -------------------------------------------------------------------------
+def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
+          runner: Optional[ShardExecutor] = None, on_shard: Optional[Callable[[Shard, bool], None]] = None) -> Path:
+    """Collect the shards a previous run did not finish, then write the dataset from all of
+    them; returns the dataset's folder. `runner` (an open `ShardExecutor`) is shared between
+    builds; else one is opened with `jobs` and `executor`. `on_shard(shard, reused)` is told of
+    every shard as it is found on disk or written."""
+    r = recipe(dataset_id)
+    shards = plan(r)
+    folder = shard_folder(r)
+    if folder.parent.exists():  # shards of another recipe of this id: useless now
+        for other in folder.parent.iterdir():
+            if other != folder:
+                shutil.rmtree(other, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    todo = []
+    for shard in shards:
+        steps = _finished(folder / shard.file_name, shard.key(r))
+        if steps is None:
+            todo.append(shard)
+            continue
+        if progress is not None:
+            progress(steps)
+        if on_shard is not None:
+            on_shard(shard, True)
+
+    if todo:
+        with (ShardExecutor(jobs, executor) if runner is None else _borrowed(runner)) as running:
+            for shard, data in running.run(r, todo, num_envs, progress):
+                atomic_write(folder / shard.file_name, lambda f, data=data: f.write(data))
+                if progress is not None and not running.in_process:  # in process: told step by step
+                    with np.load(io.BytesIO(data)) as f:
+                        progress(int(f["lengths"].sum()))
+                if on_shard is not None:
+                    on_shard(shard, False)
+                del data
+
+    runs = [run for run in dict.fromkeys(s.run for s in shards) if run != DATA]
+    references = reference_means(r, {
+        run.removeprefix(REFERENCE): _returns_of(folder, [s for s in shards if s.run == run]) for run in runs
+    })
+    episodes = episodes_of(folder, [s for s in shards if s.run == DATA])
+    path = write_dataset(r, episodes, references, dict.fromkeys(r.behaviour_names))
+    _remove_shards(r)
+    return path
+
+
+@contextmanager
+def _borrowed(runner: ShardExecutor) -> Iterator[ShardExecutor]:
+    yield runner  # opened and closed by its owner
+
+
+def _remove_shards(r: Recipe) -> None:
+    """Remove the dataset's shard folder, and its parents up to the Minari root once empty."""
+    top = datasets_root() / SHARDS_DIR
+    folder = top / r.dataset_id
+    shutil.rmtree(folder, ignore_errors=True)
+    parent = folder.parent
+    while parent != top.parent and parent.is_relative_to(top):
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: other datasets' shards
+            break
+        parent = parent.parent

@@ -1,0 +1,155 @@
+"""Sharded dataset builds: any number of workers, local or Ray, killed and resumed, give one
+dataset with one pair of checksums; per-task loading reads only that task's episodes."""
+
+
+import numpy as np
+import pytest
+
+from bitr_envs import datasets
+from bitr_envs.datasets import shards
+from bitr_envs.datasets.recipes import recipe
+from bitr_envs.datasets.storage import exists, file_hashes
+from bitr_eval.cli import main as bitr_main
+
+POINT = "bitr/point-robot-sparse/train-iid-tiny-v0"  # 30 tasks x 8 episodes x 20 steps
+CHEETAH = "bitr/cheetah-vel/test-iid-tiny-v0"  # 10 tasks x 4 episodes x 200 steps (MuJoCo)
+
+
+@pytest.fixture(autouse=True)
+def small_shards(monkeypatch):
+    """Shards of a few episodes, so that tiny datasets have many (the plan is made in the driver)."""
+    monkeypatch.setattr(shards, "SHARD_STEPS", 400)
+
+
+def build_in(root, monkeypatch, dataset_id, **kwargs):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    datasets.build(dataset_id, **kwargs)
+    return file_hashes(dataset_id)
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The one-process build (`--jobs 1`) of both datasets: the checksums to match."""
+    root = tmp_path_factory.mktemp("one-process")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shards, "SHARD_STEPS", 400)
+        return root, {d: build_in(root, mp, d) for d in (POINT, CHEETAH)}
+
+
+def test_the_plan_cuts_every_run_into_contiguous_shards():
+    r = recipe(CHEETAH)
+    plan = shards.plan(r)
+    assert [s.index for s in plan] == list(range(len(plan)))
+    data = [job for s in plan if s.run == shards.DATA for job in s.jobs]
+    assert data == datasets.collect.dataset_jobs(r)  # task-major, every episode once, in order
+    assert {s.run for s in plan} == {shards.DATA, "reference:random", "reference:expert"}
+    assert all(len(s.jobs) == 2 for s in plan)  # 400 planned steps / 200-step episodes
+
+
+def test_two_local_processes_give_the_one_process_checksums(one_process, tmp_path, monkeypatch):
+    _, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    assert bitr_main(["datasets", "build", CHEETAH, "--jobs", "2"]) == 0
+    assert file_hashes(CHEETAH) == expected[CHEETAH]
+    assert not (tmp_path / shards.SHARDS_DIR).exists()  # the shards go once the dataset is in place
+
+
+def test_ray_tasks_give_the_one_process_checksums(one_process, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    _, expected = one_process
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert build_in(tmp_path, monkeypatch, POINT, jobs=2, executor="ray") == expected[POINT]
+    finally:
+        ray.shutdown()
+
+
+def test_a_killed_build_resumes_from_its_finished_shards(one_process, tmp_path, monkeypatch):
+    _, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    real, calls = shards.run_shard, []
+
+    def dies_after_five(*args, **kwargs):
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the machine goes away mid-build
+        calls.append(args[1].index)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(shards, "run_shard", dies_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        datasets.build(POINT)
+    assert not exists(POINT)  # nothing half-built is listed
+    folder = shards.shard_folder(recipe(POINT))
+    assert sorted(p.name for p in folder.glob("shard-*.npz")) == [f"shard-{i:05d}.npz" for i in calls]
+    stale = folder.parent / ("0" * 64) / "shard-00000.npz"  # a shard of another recipe of this id
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    (folder / "shard-00001.npz").write_bytes(b"cut short")  # unreadable: collected again
+
+    monkeypatch.setattr(shards, "run_shard", real)
+    reused = []
+    shards.build(POINT, on_shard=lambda shard, was_reused: was_reused and reused.append(shard.index))
+    assert reused == [i for i in calls if i != 1]
+    assert file_hashes(POINT) == expected[POINT]
+    assert not stale.parent.exists() and not (tmp_path / shards.SHARDS_DIR).exists()
+
+
+def test_loading_one_task_reads_only_its_episodes(one_process, monkeypatch):
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    root, _ = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    everything = datasets.load(POINT)
+    read, real = [], HDF5Storage.get_episodes
+
+    def spy(self, indices):
+        for episode in real(self, indices):
+            read.append((episode["id"], int(episode["infos"]["task_id"][0])))
+            yield episode
+
+    monkeypatch.setattr(HDF5Storage, "get_episodes", spy)
+    data = datasets.load(POINT, tasks=[4])
+    per_task = recipe(POINT).episodes_per_task
+    assert read == [(4 * per_task + k, 4) for k in range(per_task)]  # those episodes, no others
+    assert data.task_ids == [4] and data.tasks[3] is None
+    for field in ("observations", "actions", "rewards", "next_observations", "behaviours", "timeouts"):
+        np.testing.assert_array_equal(getattr(data.tasks[4], field), getattr(everything.tasks[4], field))
+    assert data.sample_context(4, 8, np.random.default_rng(0))["rewards"].shape == (8,)
+    with pytest.raises(ValueError, match="Task 3 .* was not loaded"):
+        data.sample_context(3, 8, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"holds tasks 0-29 .* asks for \[99\]"):
+        datasets.load(POINT, tasks=[99])
+
+
+BUILD = """
+import sys
+from bitr_envs import datasets
+from bitr_envs.datasets import shards
+shards.SHARD_STEPS = 400
+datasets.build(sys.argv[1])
+"""
+
+
+def test_a_sigkilled_build_resumes(one_process, tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    folder = shards.shard_folder(recipe(CHEETAH))
+    build = subprocess.Popen([sys.executable, "-c", BUILD, CHEETAH], env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("shard-*.npz"))) < 3 and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    assert build.returncode == -signal.SIGKILL, "the build ended before it could be killed"
+    assert not exists(CHEETAH)
+    finished = len(list(folder.glob("shard-*.npz")))
+    reused = []
+    shards.build(CHEETAH, on_shard=lambda shard, was_reused: was_reused and reused.append(shard.index))
+    assert len(reused) == finished >= 3
+    assert file_hashes(CHEETAH) == expected[CHEETAH]
