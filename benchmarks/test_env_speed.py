@@ -1,6 +1,6 @@
 """Step rate of the bitr envs against the raw envs they wrap (run: pytest benchmarks/).
 
-Targets (issue 2): each bitr env is at most 10% slower than the raw env; Point-Robot steps at
+Targets: each bitr env is at most 10% slower than the raw env; Point-Robot steps at
 least 200k steps/s through its batched vector env.
 """
 

@@ -1,6 +1,6 @@
 """Evaluator overhead per env step, with process isolation on (run: pytest benchmarks/).
 
-Target (issue 4): at most 1.5x the time of stepping the env with the same trivial agent
+Target: at most 1.5x the time of stepping the env with the same trivial agent
 directly in one process. The worker's start-up (a fresh process importing the stack) is a fixed
 cost per unit; it is cancelled out by timing the unit at two lengths and taking the difference.
 """

@@ -4,7 +4,7 @@ Everything that decides a score is fixed here, not by the submitter: the tasks (
 the split), the seeds, the context size, the episodes. A suite's hash goes into every result,
 so results of different definitions never meet on the leaderboard.
 
-Protocols (PROTOCOL.md):
+Protocols (docs/evaluation.md):
 - `offline-iid`: the agent gets context transitions of the task collected by the `iid`
   behaviour pool (`<split>-iid-<profile>` dataset), then plays `episodes` scored episodes.
 - `offline-ood`: the same with context from the held-out `ood` pool (`<split>-ood-<profile>`).

@@ -1,4 +1,4 @@
-"""Each family's reward matches PROTOCOL.md, on hand-computed cases and on real steps."""
+"""Each family's reward matches docs/environments.md, on hand-computed cases and on real steps."""
 
 import gymnasium as gym
 import numpy as np
