@@ -187,7 +187,7 @@ def test_a_cpu_bomb_fails_its_unit_at_the_cpu_time_limit(tmp_path, isolation):
                                   episode_time_limit_s=60.0)
     result, _ = attack("cpu_bomb", tmp_path / "r.json", chosen=limited)
     unit = only_unit(result)
-    assert unit["status"] == "failed" and "SIGXCPU: it used up its CPU-time limit of 3 s" in unit["failure"], unit["failure"]
+    assert unit["status"] == "failed" and "killed by SIGXCPU): it used up its CPU-time limit of 3 s" in unit["failure"], unit["failure"]
 
 
 @pytest.mark.parametrize("name, args, reason", [
