@@ -13,7 +13,7 @@ Requests and replies:
     task + features          (privileged agents only)  -> ok
     context + transitions                              -> ok
     act + obs                                          -> action
-    observe + obs, action, next_obs {reward, terminated, truncated, act}
+    observe + obs, action, reward, next_obs, flags (terminated, truncated, act)
                                                        -> action (of next_obs, when act) or ok
     close                                              -> (exit)
 
@@ -96,10 +96,10 @@ def serve(channel: Channel) -> None:
             if kind == "act":
                 channel.send("action", {"action": _action(_call("act", agent.act, arrays["obs"].copy()))})
             elif kind == "observe":
-                g = msg.fields
-                _call("observe", agent.observe, arrays["obs"].copy(), arrays["action"].copy(), float(g["reward"]),
-                      arrays["next_obs"].copy(), bool(g["terminated"]), bool(g["truncated"]))
-                if g.get("act"):
+                terminated, truncated, then_act = arrays["flags"].tolist()
+                _call("observe", agent.observe, arrays["obs"].copy(), arrays["action"].copy(), float(arrays["reward"]),
+                      arrays["next_obs"].copy(), terminated, truncated)
+                if then_act:
                     channel.send("action", {"action": _action(_call("act", agent.act, arrays["next_obs"].copy()))})
                 else:
                     channel.send("ok")

@@ -15,6 +15,7 @@ refuses any frame over its size limit before reading it. Decoding builds arrays 
 from __future__ import annotations
 
 import json
+import math
 import select
 import socket
 import struct
@@ -64,26 +65,40 @@ def _wire_dtype(array: np.ndarray) -> np.ndarray:
     return array
 
 
+_HEADERS: dict = {}  # (type, array layout) -> header bytes, for messages without fields
+_CACHE_SIZE = 256
+
+
 def encode(type: str, arrays: Optional[dict[str, Any]] = None, **fields) -> bytes:
     """One frame. `fields` must be JSON values; arrays must have a whitelisted dtype."""
-    specs, chunks = [], []
-    for name, value in (arrays or {}).items():
-        array = _wire_dtype(np.ascontiguousarray(value))
-        if array.dtype.str not in DTYPES:
-            raise WireError(f"array {name!r} has dtype {array.dtype}, not one of the wire's {sorted(DTYPES)}")
-        specs.append([name, array.dtype.str, list(array.shape)])
-        chunks.append(array.tobytes())
-    fields["type"] = type
-    if specs:
-        fields["arrays"] = specs
-    header = json.dumps(fields, separators=(",", ":"), allow_nan=True).encode()
-    body = b"".join(chunks)
+    packed = [(name, _wire_dtype(np.asarray(value))) for name, value in (arrays or {}).items()]
+    key = None
+    if not fields:
+        key = (type, tuple((name, a.dtype.str, a.shape) for name, a in packed))
+        header = _HEADERS.get(key)
+    if key is None or header is None:
+        specs = []
+        for name, array in packed:
+            if array.dtype.str not in DTYPES:
+                raise WireError(f"array {name!r} has dtype {array.dtype}, not one of the wire's {sorted(DTYPES)}")
+            specs.append([name, array.dtype.str, list(array.shape)])
+        fields["type"] = type
+        if specs:
+            fields["arrays"] = specs
+        header = json.dumps(fields, separators=(",", ":"), allow_nan=True).encode()
+        if key is not None and len(_HEADERS) < _CACHE_SIZE:
+            _HEADERS[key] = header
+    body = b"".join([a.tobytes() for _, a in packed])
     return PREFIX.pack(len(header), len(body)) + header + body
 
 
-def _decode(header: bytes, body: memoryview, allowed: frozenset) -> Message:
+_DTYPES = {name: np.dtype(name) for name in DTYPES}
+
+
+def _layout(header: bytes, allowed: frozenset):
+    """(type, fields, [(name, dtype, count, shape, offset)], body size) of a header, validated."""
     try:
-        fields = json.loads(bytes(header))
+        fields = json.loads(header)
     except (UnicodeDecodeError, ValueError) as err:
         raise WireError(f"a header that is not JSON ({err})") from None
     if not isinstance(fields, dict):
@@ -94,7 +109,7 @@ def _decode(header: bytes, body: memoryview, allowed: frozenset) -> Message:
     specs = fields.pop("arrays", [])
     if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
         raise WireError("a malformed array list")
-    arrays, offset = {}, 0
+    layout, offset = [], 0
     for spec in specs:
         if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str) and isinstance(spec[1], str)
                 and isinstance(spec[2], list) and len(spec[2]) <= MAX_DIMS
@@ -103,14 +118,30 @@ def _decode(header: bytes, body: memoryview, allowed: frozenset) -> Message:
         name, dtype, shape = spec
         if dtype not in DTYPES:
             raise WireError(f"array {name[:40]!r} of dtype {dtype[:20]!r}, not one of {sorted(DTYPES)}")
-        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        if offset + size > len(body):
+        count = math.prod(shape)
+        layout.append((name, _DTYPES[dtype], count, tuple(shape), offset))
+        offset += count * _DTYPES[dtype].itemsize
+    return kind, fields, layout, offset
+
+
+def _decode(header: bytes, body: memoryview, allowed: frozenset, cache: Optional[dict] = None) -> Message:
+    """A message from its header and body; `cache` keeps the validated layouts of headers
+    without fields (an action's header is the same on every step)."""
+    header = bytes(header)
+    hit = cache.get(header) if cache is not None else None
+    if hit is None:
+        hit = _layout(header, allowed)
+        if cache is not None and not hit[1] and len(cache) < _CACHE_SIZE:
+            cache[header] = hit
+    kind, fields, layout, size = hit
+    if size != len(body):
+        name = next((n for n, d, c, _, o in layout if o + c * d.itemsize > len(body)), None)
+        if name is not None:
             raise WireError(f"array {name[:40]!r} runs past the end of its message")
-        arrays[name] = np.frombuffer(body[offset:offset + size], dtype=dtype).reshape(shape)
-        offset += size
-    if offset != len(body):
-        raise WireError(f"{len(body) - offset} bytes after the last array")
-    return Message(kind, fields, arrays)
+        raise WireError(f"{len(body) - size} bytes after the last array")
+    arrays = {name: np.frombuffer(body, dtype, count, offset).reshape(shape)
+              for name, dtype, count, shape, offset in layout}
+    return Message(kind, dict(fields), arrays)
 
 
 class Channel:
@@ -126,6 +157,7 @@ class Channel:
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
         self.sent_bytes = self.received_bytes = 0
+        self._layouts: dict = {}
 
     def send(self, type: str, arrays: Optional[dict[str, Any]] = None, **fields) -> None:
         self.send_frame(encode(type, arrays, **fields))
@@ -167,7 +199,8 @@ class Channel:
         frame = bytes(self._buffer[:total])
         del self._buffer[:total]
         view = memoryview(frame)
-        return _decode(view[PREFIX.size:PREFIX.size + header_length], view[PREFIX.size + header_length:], self.allowed)
+        return _decode(view[PREFIX.size:PREFIX.size + header_length], view[PREFIX.size + header_length:], self.allowed,
+                       self._layouts)
 
     def close(self) -> None:
         try:
