@@ -106,7 +106,7 @@ def test_evaluator_overhead_per_step(benchmark, reference_dataset, isolation):
     startups, round_trips = [], []
     for _ in range(3):
         start = time.perf_counter()
-        process = AgentProcess(isolation, limits, new_session=False)  # as in a unit's worker
+        process = AgentProcess(isolation, limits)
         try:
             agent = RemoteAgent(process, env.action_space, 60.0)
             agent.request("init", _spaces(env), expected="ready", spec="random", env_id=ENV, checkpoint=None,

@@ -60,19 +60,6 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def detach_from_terminal() -> None:
-    """Make this process a session leader without a controlling terminal (so that nothing it
-    starts can reach the user's terminal), dying with its parent (which it no longer shares a
-    process group with)."""
-    try:
-        os.setsid()
-    except OSError:
-        pass  # already a session leader
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before the line above
-        os._exit(1)
-
-
 def become_subreaper() -> bool:
     """Orphaned descendants are re-parented to this process (so that it can kill them), and
     other processes of the same user cannot read its memory (not dumpable)."""
@@ -183,26 +170,20 @@ class _Log:
 class AgentProcess:
     """One agent process in its sandbox, with the evaluator's end of the wire (`channel`)."""
 
-    def __init__(self, isolation: str, limits: Limits, visible: tuple[str, ...] = (), sweep: bool = False,
-                 new_session: bool = True):
+    def __init__(self, isolation: str, limits: Limits, visible: tuple[str, ...] = (), sweep: bool = False):
         """`sweep`: at the end, also kill every other descendant of this process (only in a
-        process that is a subreaper and runs nothing else, like a unit's worker).
-        `new_session`: the agent gets its own session (no controlling terminal); a caller that
-        is itself a session leader without a terminal (`detach_from_terminal`) can keep the
-        agent in its session, in its own process group: same scheduler autogroup, so that
-        the per-step round trip is not slowed by the kernel's fairness between sessions."""
+        process that is a subreaper and runs nothing else, like a unit's env host)."""
         self.isolation, self.limits, self.sweep = isolation, limits, sweep
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._home = tempfile.mkdtemp(prefix="bitr-agent-") if isolation == "process" else "/tmp"
         cwd = os.getcwd()
         command = [sys.executable, "-m", "bitr_eval.agent_host", str(theirs.fileno())]
         if isolation == "bwrap":
-            command = self._bwrap(visible + (cwd,), cwd, new_session) + ["--"] + command
+            command = self._bwrap(visible + (cwd,), cwd) + ["--"] + command
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(theirs.fileno(),), env=_scrubbed_env(self._home), cwd=cwd,
-                start_new_session=new_session, process_group=None if new_session else 0,
+                pass_fds=(theirs.fileno(),), env=_scrubbed_env(self._home), cwd=cwd, start_new_session=True,
                 preexec_fn=functools.partial(_limit_child, limits),
             )
         finally:
@@ -211,7 +192,7 @@ class AgentProcess:
         self.channel = Channel(ours, FROM_AGENT, MAX_AGENT_MESSAGE)
         self.started = time.monotonic()
 
-    def _bwrap(self, visible, cwd, new_session: bool) -> list[str]:
+    def _bwrap(self, visible, cwd) -> list[str]:
         size = str(self.limits.tmp_bytes)
         args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                 "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
@@ -224,9 +205,7 @@ class AgentProcess:
         for path in hidden:
             args += ["--size", "4096", "--tmpfs", path]
         args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                 "--die-with-parent", "--chdir", cwd if not any(_under(cwd, h) for h in hidden) else "/"]
-        if new_session:
-            args.append("--new-session")
+                 "--new-session", "--die-with-parent", "--chdir", cwd if not any(_under(cwd, h) for h in hidden) else "/"]
         if os.geteuid() == 0:
             args += ["--cap-drop", "ALL"]
         return args

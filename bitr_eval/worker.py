@@ -152,7 +152,7 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
     env = gym.make(unit.env_id, split=unit.split)
     env_class = type(env.unwrapped)
     privileged = bool(submission.get("privileged"))  # decided by the evaluator, from the factory
-    process = AgentProcess(isolation, limits, _visible(submission), sweep=True, new_session=False)
+    process = AgentProcess(isolation, limits, _visible(submission), sweep=True)
     try:
         agent = RemoteAgent(process, env.action_space, episode_time_limit_s)
         agent.request("init", _spaces(env), expected="ready", spec=_absolute_spec(submission["agent"]),
@@ -220,12 +220,11 @@ def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str,
                 episode_time_limit_s: float) -> None:
     """Entry point of a unit's worker process: play the unit, reporting to the supervisor over
     `connection` as JSON (the supervisor never unpickles what a unit's process sends)."""
-    from bitr_eval.sandbox import become_subreaper, detach_from_terminal
+    from bitr_eval.sandbox import become_subreaper
 
     def report(kind, payload):
         connection.send_bytes(json.dumps([kind, payload]).encode())
 
-    detach_from_terminal()  # its own session: the agent's process shares it, without a terminal
     become_subreaper()
     try:
         play_unit(unit, seeds, submission, report, isolation, limits, episode_time_limit_s)
