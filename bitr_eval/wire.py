@@ -99,8 +99,8 @@ def _layout(header: bytes, allowed: frozenset):
     """(type, fields, [(name, dtype, count, shape, offset)], body size) of a header, validated."""
     try:
         fields = json.loads(header)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise WireError(f"a header that is not JSON ({err})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise WireError(f"a header that is not JSON ({type(err).__name__}: {str(err)[:100]})") from None
     if not isinstance(fields, dict):
         raise WireError("a header that is not a JSON object")
     kind = fields.pop("type", None)

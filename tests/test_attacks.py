@@ -217,6 +217,14 @@ def test_a_nan_action_fails_the_unit(tmp_path):
     assert "non-finite action" in only_unit(result)["failure"]
 
 
+def test_a_factory_that_cannot_be_loaded_is_refused_before_the_run(tmp_path):
+    with pytest.raises(ValueError, match="cannot import 'no_such_package.agent'"):
+        evaluate(OFFLINE, {"name": "x", "agent": "no_such_package.agent:make"}, tmp_path / "r.json")
+    with pytest.raises(ValueError, match="has no 'build'"):
+        evaluate(OFFLINE, {"name": "x", "agent": f"{ATTACKS}:build"}, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_giant_output_is_capped_in_the_log_and_the_unit_is_fine(tmp_path):
     out = tmp_path / "r.json"
     result, _ = attack("chatty", out)
@@ -232,7 +240,8 @@ def test_giant_output_is_capped_in_the_log_and_the_unit_is_fine(tmp_path):
     (b"\x1f\x00\x00\x00\x08\x00\x00\x00" + b'{"type":"action","arrays":[["action","|O8",[1]]]}'[:31] + b"x" * 8, "not JSON"),
     (encode("action", {"a": np.zeros(2, np.complex64).view(np.float32)}).replace(b"<f4", b"|O8"), "dtype '|O8'"),
     (encode("action", {"a": np.zeros(2)})[:-8], "runs past the end"),
-    (encode("action", {"a": np.zeros(2)}) + b"", None),
+    (b"\x00\xfa\x00\x00\x00\x00\x00\x00" + b"[" * 64000, "not JSON (RecursionError"),  # a nesting bomb
+    (encode("action", {"a": np.zeros(2)}), None),
 ])
 def test_the_wire_refuses_what_it_does_not_know(frame, reason):
     import struct
