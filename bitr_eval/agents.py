@@ -17,7 +17,12 @@ A submission names a factory, `package.module:make` or `path/to/file.py:make`, c
 
     make(env_id=..., observation_space=..., action_space=..., checkpoint=..., **agent_args)
 
-once per evaluation unit. `bitr evaluate --agent random` and `--agent oracle` name the built-ins.
+once per evaluation unit, inside the agent's own sandboxed process (`bitr_eval.sandbox`): the
+spaces are `gymnasium.spaces.Box` rebuilt from their bounds, `agent_args` is JSON, and the agent
+never holds the env or the task. `bitr evaluate --agent random` and `--agent oracle` name the
+built-ins. Only a privileged factory (a class or function attribute `privileged = True`, like
+`OracleAgent`) is also told the task's features, by `set_task(features)` after each `reset`;
+its results are marked privileged and never ranked.
 """
 
 from __future__ import annotations

@@ -1,11 +1,22 @@
-"""Running a suite: one supervised worker process per unit, results written as units finish.
+"""Running a suite: one supervised worker process per unit, the agent sandboxed apart from it,
+results written as units finish.
 
     result = evaluate(suite("lite"), {"name": "my-agent", "agent": "my_pkg.agent:make"}, "runs/my-agent.json")
 
-- A unit whose agent raises, returns a bad action, takes longer than the suite's time limit for
-  one episode, or kills its process is recorded as failed with the reason; the run goes on.
+- Each unit's worker process (trusted) holds the env, the task, the seeds and the context data;
+  it steps the env and counts the returns. The agent runs in its own sandboxed process
+  (`bitr_eval.sandbox`: bubblewrap where it works, else a plain limited process) and only
+  ever sees plain arrays over a non-pickle wire (`bitr_eval.wire`). The isolation level is
+  recorded per unit.
+- A unit whose agent raises, returns a bad action, sends anything but the expected reply,
+  takes longer than the suite's time limit for one episode, runs out of memory or CPU time, or
+  kills its process is recorded as failed with the reason; the run goes on.
+- Whether the submission is privileged (told the task) is decided here, once, from its
+  factory: the built-in oracle, or a factory whose class or function attribute `privileged`
+  is true (read in a sandboxed probe: the evaluator never imports a submission's code).
 - After every unit the result file is rewritten atomically; running the same command again
   skips the units already in it, so a killed evaluation loses at most the units in flight.
+  The agent's stdout and stderr (size-capped) go to `<out>.logs/`.
 - Units run on a local pool of worker processes (`jobs`), or on a Ray cluster
   (`executor="ray"`, extra `ray`); every unit draws its randomness from its own seeds, so the
   results are the same either way.
@@ -15,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import multiprocessing
 import os
 import platform
@@ -24,46 +36,69 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 
 from bitr_envs.datasets.storage import write_json_atomic
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
+from bitr_eval.sandbox import Limits, isolation_level
 from bitr_eval.scoring import aggregates, unit_record
 from bitr_eval.suites import Suite, Unit
-from bitr_eval.worker import worker_main
+from bitr_eval.worker import STARTUP_LIMIT_S, worker_main
 
-STARTUP_LIMIT_S = 300.0  # importing the agent and loading its context data
+SUPERVISOR_SLACK_S = 60.0  # the worker enforces the agent's limits; this only catches a stuck worker
+MAX_REPORT = 64 * 1024 * 1024
 
 Progress = Optional[Callable[[int], None]]  # called with 1 for every finished episode
 
 
-def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, progress: Progress = None) -> dict:
-    """Play one unit in a fresh worker process and return its result record."""
+def unit_episodes(unit: Unit, n_seeds: int) -> int:
+    """How many episodes `unit` plays (every task x seed)."""
+    from bitr_envs.registry import entry
+
+    n_tasks = len(entry(unit.env_id).env_class.split_tasks(unit.split))
+    return n_tasks * n_seeds * (unit.episodes + (unit.explore_episodes if unit.protocol == "online" else 0))
+
+
+def unit_limits(suite: Suite, unit: Unit) -> Limits:
+    """The agent process's memory and CPU-time limits for `unit` under `suite`."""
+    cpu = suite.agent_cpu_seconds + suite.agent_cpu_seconds_per_episode * unit_episodes(unit, len(suite.seeds))
+    return Limits(memory_bytes=suite.agent_memory_bytes, cpu_seconds=cpu)
+
+
+def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, progress: Progress = None,
+             isolation: Optional[str] = None, limits: Optional[Limits] = None) -> dict:
+    """Play one unit in a fresh worker process (the agent in its sandbox beside it) and return
+    its result record, with the agent's captured output under "agent_log"."""
     started = time.monotonic()
+    isolation = isolation or isolation_level()
+    limits = limits or Limits(memory_bytes=Suite.agent_memory_bytes, cpu_seconds=24 * 3600.0)
     context = multiprocessing.get_context("spawn")  # no state inherited from the evaluator
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=worker_main, args=(sender, unit, tuple(seeds), submission), daemon=True)
+    process = context.Process(target=worker_main, daemon=True,
+                              args=(sender, unit, tuple(seeds), submission, isolation, limits, episode_time_limit_s))
     process.start()
     sender.close()
-    episodes, failure = [], None
-    limit = STARTUP_LIMIT_S
+    episodes, failure, log = [], None, ""
+    limit = STARTUP_LIMIT_S + SUPERVISOR_SLACK_S
     try:
         while True:
             if not receiver.poll(limit):
-                failure = f"agent hung: nothing finished within {limit:.0f} s (the limit for one episode)"
+                failure = f"evaluator hung: its unit worker reported nothing within {limit:.0f} s"
                 break
             try:
-                kind, payload = receiver.recv()
+                kind, payload = json.loads(receiver.recv_bytes(MAX_REPORT))
             except EOFError:
                 process.join(5)
-                failure = f"agent process died (exit code {process.exitcode})"
+                failure = f"evaluator error: the unit's worker process died (exit code {process.exitcode})"
                 break
             if kind == "episode":
                 episodes.append(payload)
                 if progress is not None:
                     progress(1)
             elif kind == "ready":
-                limit = episode_time_limit_s
+                limit = episode_time_limit_s + SUPERVISOR_SLACK_S
+                isolation = payload
+            elif kind == "log":
+                log = payload
             elif kind == "failed":
                 failure = payload
                 break
@@ -75,7 +110,9 @@ def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, p
         process.join(5)
         receiver.close()
     record = unit_record(unit, seeds, episodes, failure)
+    record["isolation"] = isolation
     record["wall_seconds"] = round(time.monotonic() - started, 3)
+    record["agent_log"] = log
     return record
 
 
@@ -94,7 +131,7 @@ def _hardware() -> dict:
             "cpus": os.cpu_count() or 1, "system": platform.system()}
 
 
-def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_done, progress):
+def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_done, progress, isolation: str):
     if executor == "local":
         lock = threading.Lock()
 
@@ -104,7 +141,8 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
                     progress(n)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(run_unit, u, suite.seeds, submission, suite.episode_time_limit_s, safe_progress)
+            futures = [pool.submit(run_unit, u, suite.seeds, submission, suite.episode_time_limit_s, safe_progress,
+                                   isolation, unit_limits(suite, u))
                        for u in units]
             for future in futures:
                 record = future.result()
@@ -118,7 +156,9 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
         if not ray.is_initialized():
             ray.init(num_cpus=jobs if jobs > 0 else None, include_dashboard=False, log_to_driver=False)
         remote = ray.remote(run_unit)
-        pending = {remote.remote(u, suite.seeds, submission, suite.episode_time_limit_s): u for u in units}
+        # the isolation level is checked again on the node that runs the unit
+        pending = {remote.remote(u, suite.seeds, submission, suite.episode_time_limit_s, None, None,
+                                 unit_limits(suite, u)): u for u in units}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             record = ray.get(ready[0])
@@ -146,10 +186,9 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
              progress: Progress = None, env_ids: Sequence[str] | None = None) -> dict:
     """Run (or resume) `suite` (or only its units of `env_ids`) for `submission` and write the
     result file `out`."""
-    from bitr_eval.agents import load_factory
-
     submission = {"checkpoint": None, "agent_args": {}, **submission}
-    submission["privileged"] = bool(getattr(load_factory(submission["agent"]), "privileged", False))
+    isolation = isolation_level()  # checked once for the run
+    submission["privileged"] = is_privileged(submission, isolation)
     training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says
     if training is not None:
         submission["training"] = training
@@ -177,6 +216,11 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
     todo = [u for u in selected_units(suite, env_ids) if u.unit_id not in done_ids]
 
     def on_done(record):
+        log = record.pop("agent_log", "")
+        if log:
+            logs = out.parent / f"{out.name}.logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            (logs / (record["unit_id"].replace("/", "__") + ".log")).write_text(log)
         result["units"].append(record)
         order = {u.unit_id: i for i, u in enumerate(suite.units)}
         result["units"].sort(key=lambda r: order[r["unit_id"]])
@@ -185,10 +229,25 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
         write_json_atomic(out, result)
 
     _check_datasets(dict.fromkeys(d for u in todo for d in (u.context_dataset, u.reference_dataset) if d))
-    _run_units(todo, suite, submission, jobs, executor, on_done, progress)
+    _run_units(todo, suite, submission, jobs, executor, on_done, progress, isolation)
     result["aggregates"] = aggregates(result["units"])
     write_json_atomic(out, result)
     return result
+
+
+def is_privileged(submission: dict, isolation: str) -> bool:
+    """Whether the evaluator tells this submission the task: the built-in anchors are read
+    here; any other factory is loaded in a sandboxed probe, which reports the factory's own
+    attribute `privileged` (never an instance's). A privileged result is never ranked, so an
+    agent that claims privilege only loses its rank."""
+    from bitr_eval.agents import BUILT_IN, load_factory
+    from bitr_eval.sandbox import probe_privileged
+    from bitr_eval.worker import _absolute_spec, _visible
+
+    spec = submission["agent"]
+    if spec in BUILT_IN:
+        return bool(getattr(load_factory(spec), "privileged", False))
+    return probe_privileged(_absolute_spec(spec), isolation, _visible(submission), STARTUP_LIMIT_S)
 
 
 def _check_datasets(dataset_ids) -> None:

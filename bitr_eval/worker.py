@@ -1,13 +1,21 @@
-"""One evaluation unit, played by the agent in its own process.
+"""One evaluation unit: the env host (trusted) plays the env against the agent's sandboxed process.
 
-The env and the agent run side by side in the worker (no round trip per step), and the worker
-reports each finished episode to the supervising process, which enforces the time limit and
-notices crashes. Whatever the agent does wrong (raises, returns a bad action) ends the unit with
-a reason; errors of the evaluator itself are reported as such.
+The worker process is the trusted side of a unit: it holds the env, the task, the seeds and
+the context data, steps the env and counts returns, lengths and success itself. The agent runs
+in a separate sandboxed process (`bitr_eval.sandbox`, `bitr_eval.agent_host`) that receives
+plain arrays over a non-pickle wire (`bitr_eval.wire`): the observations, its context
+transitions (no task, no behaviour labels), online transitions, and the task's features only
+when the evaluator marked the submission privileged. Every reply is checked (type, dtype,
+shape, finite, bounds, time); whatever the agent does wrong ends the unit with a reason, and
+errors of the evaluator itself are reported as such. The worker is a child subreaper: at the
+end of the unit it kills every process the agent left behind.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 import traceback
 import zlib
 
@@ -15,33 +23,89 @@ import gymnasium as gym
 import numpy as np
 
 from bitr_eval.suites import Unit
+from bitr_eval.wire import Closed, Timeout, WireError
+
+STARTUP_LIMIT_S = 300.0  # importing the agent and building it from its checkpoint
+MAX_TEXT = 4000  # characters of an agent's error text kept
 
 
 class AgentFault(Exception):
     """The agent misbehaved; the message says how."""
 
 
-def _call(method: str, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as err:  # the agent's own code: anything can happen
-        tail = "".join(traceback.format_exception(err)[-3:]).strip()
-        raise AgentFault(f"agent.{method} raised {type(err).__name__}: {err}\n{tail}") from err
+class ActionCheck:
+    """An action from the agent: numeric, the space's shape, finite, within the bounds."""
+
+    def __init__(self, space):
+        self.space = space
+        slack = 1e-6 * (1 + np.abs(space.high - space.low))  # float32 rounding of a bound is fine
+        self.low, self.high = space.low - slack, space.high + slack
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        space = self.space
+        if array.shape != space.shape:
+            raise AgentFault(f"agent.act returned shape {array.shape}, the action space is {space.shape}")
+        array = array.astype(space.dtype)
+        if ((array >= self.low) & (array <= self.high)).all():  # the usual case (NaN fails it)
+            return np.minimum(np.maximum(array, space.low), space.high)
+        if not np.isfinite(array).all():
+            raise AgentFault(f"agent.act returned a non-finite action {array}")
+        if (array < self.low).any() or (array > self.high).any():
+            raise AgentFault(f"agent.act returned {array}, outside the action bounds [{space.low}, {space.high}]")
+        return np.clip(array, space.low, space.high)
 
 
-def _checked(action, space) -> np.ndarray:
-    try:
-        array = np.asarray(action, dtype=space.dtype)
-    except (TypeError, ValueError) as err:
-        raise AgentFault(f"agent.act returned {action!r}, not a numeric array") from err
-    if array.shape != space.shape:
-        raise AgentFault(f"agent.act returned shape {array.shape}, the action space is {space.shape}")
-    if not np.isfinite(array).all():
-        raise AgentFault(f"agent.act returned a non-finite action {array}")
-    slack = 1e-6 * (1 + np.abs(space.high - space.low))  # float32 rounding of a bound is fine
-    if (array < space.low - slack).any() or (array > space.high + slack).any():
-        raise AgentFault(f"agent.act returned {array}, outside the action bounds [{space.low}, {space.high}]")
-    return np.clip(array, space.low, space.high)
+class RemoteAgent:
+    """The evaluator's handle on the agent process: requests out, every reply checked."""
+
+    def __init__(self, process, action_space, episode_limit_s: float):
+        self.process, self.channel = process, process.channel
+        self.check = ActionCheck(action_space)
+        self.episode_limit_s = episode_limit_s
+        self.deadline = time.monotonic() + STARTUP_LIMIT_S
+        self.hung = f"agent hung: not ready within {STARTUP_LIMIT_S:.0f} s (the limit for loading the agent)"
+
+    def next_episode(self) -> None:
+        """Start the clock of one episode (with the task's reset and context before it)."""
+        self.deadline = time.monotonic() + self.episode_limit_s
+        self.hung = f"agent hung: nothing finished within {self.episode_limit_s:.0f} s (the limit for one episode)"
+
+    def request(self, kind: str, arrays=None, expected: str = "ok", **fields):
+        try:
+            self.channel.send(kind, arrays, **fields)
+            reply = self.channel.recv(self.deadline)
+        except Timeout:
+            raise AgentFault(self.hung) from None
+        except Closed:
+            raise AgentFault(self.process.exit_reason()) from None
+        except WireError as err:
+            raise AgentFault(f"agent sent a malformed message: {err}") from None
+        if reply.type == "error":
+            text = reply.fields.get("text")
+            text = (text if isinstance(text, str) else repr(text))[:MAX_TEXT]
+            if "MemoryError" in text:
+                text += f"\n(out of memory: the agent's limit is {self.process.limits.memory_bytes / 2**30:.1f} GiB)"
+            raise AgentFault(text)
+        if reply.type != expected:
+            raise AgentFault(f"agent sent a {reply.type!r} message where {expected!r} was due (answering {kind})")
+        return reply
+
+    def _action(self, reply) -> np.ndarray:
+        if set(reply.arrays) != {"action"} or reply.fields:
+            raise AgentFault(f"agent sent a malformed action message (arrays {sorted(reply.arrays)[:4]}, "
+                             f"fields {sorted(reply.fields)[:4]})")
+        return self.check(reply.arrays["action"])
+
+    def act(self, obs) -> np.ndarray:
+        return self._action(self.request("act", {"obs": obs}, expected="action"))
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, then_act: bool):
+        """Show the agent one transition; with `then_act`, also get its action for `next_obs`."""
+        # no fields, only arrays: the header is the same on every step (cached both ways)
+        reply = self.request("observe", {"obs": obs, "action": action, "reward": np.float64(reward),
+                                         "next_obs": next_obs, "flags": np.array([terminated, truncated, then_act])},
+                             expected="action" if then_act else "ok")
+        return self._action(reply) if then_act else None
 
 
 def draw_context(task_data, n_episodes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -63,60 +127,107 @@ def start_seed(unit: Unit, seed: int, task: int, phase: str, k: int) -> int:
     return int(np.random.default_rng(key).integers(2**31))
 
 
-def play_unit(unit: Unit, seeds, submission: dict, report) -> None:
-    """Play every task x seed of `unit`; `report(kind, payload)` receives each episode."""
+def _spaces(env) -> dict[str, np.ndarray]:
+    return {"observation_low": env.observation_space.low, "observation_high": env.observation_space.high,
+            "action_low": env.action_space.low, "action_high": env.action_space.high}
+
+
+def _visible(submission: dict) -> tuple[str, ...]:
+    """Paths the agent process must be able to read: its checkpoint and its factory's file."""
+    paths = []
+    if submission.get("checkpoint"):
+        paths.append(submission["checkpoint"])
+    module, _, _ = submission["agent"].rpartition(":")
+    if module.endswith(".py"):
+        paths.append(str(Path(module).resolve().parent))
+    return tuple(paths)
+
+
+def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limits, episode_time_limit_s: float) -> None:
+    """Play every task x seed of `unit` against the agent's process; `report(kind, payload)`
+    receives each episode counted here."""
     from bitr_envs.datasets import load
-    from bitr_eval.agents import make_agent
+    from bitr_eval.sandbox import AgentProcess
 
     env = gym.make(unit.env_id, split=unit.split)
     env_class = type(env.unwrapped)
-    space = env.action_space
-    agent = _call(
-        "__init__", make_agent, submission["agent"], unit.env_id, env.observation_space, space,
-        submission.get("checkpoint"), submission.get("agent_args"),
-    )
-    privileged = bool(getattr(agent, "privileged", False))
-    context_data = load(unit.context_dataset) if unit.context_dataset else None
-    online = unit.protocol == "online"
-    n_episodes = unit.explore_episodes + unit.episodes if online else unit.episodes
-    report("ready", None)
-
-    for task in range(len(env.unwrapped.tasks)):
-        for seed in seeds:
-            _call("reset", agent.reset)
-            if privileged:
-                agent.set_task(env_class.task_features(env.unwrapped.tasks[task]))
-            if context_data is not None:
-                rng = np.random.default_rng([seed, task, zlib.crc32(unit.unit_id.encode())])
-                _call("set_context", agent.set_context, draw_context(context_data.tasks[task], unit.context_episodes, rng))
-            for episode in range(n_episodes):
-                phase = "explore" if online and episode < unit.explore_episodes else "score"
-                k = episode - unit.explore_episodes if online and phase == "score" else episode
-                obs, info = env.reset(seed=start_seed(unit, seed, task, phase, k), options={"task": task})
-                total, length, success, done = 0.0, 0, None, False  # success: where the env has it
-                while not done:
-                    action = _checked(_call("act", agent.act, obs), space)
-                    next_obs, reward, terminated, truncated, info = env.step(action)
-                    if online:
-                        _call("observe", agent.observe, obs, action, reward, next_obs, terminated, truncated)
-                    total += reward
-                    length += 1
-                    if "success" in info:
-                        success = bool(success) or bool(info["success"])
-                    done = terminated or truncated
-                    obs = next_obs
-                report("episode", {"task": task, "seed": seed, "episode": episode, "phase": phase,
-                                   "return": float(total), "length": length, "success": success})
-    env.close()
-
-
-def worker_main(connection, unit: Unit, seeds, submission: dict) -> None:
-    """Entry point of the worker process: play the unit, reporting over `connection`."""
-    def report(kind, payload):
-        connection.send((kind, payload))
-
+    privileged = bool(submission.get("privileged"))  # decided by the evaluator, from the factory
+    process = AgentProcess(isolation, limits, _visible(submission), sweep=True)
     try:
-        play_unit(unit, seeds, submission, report)
+        agent = RemoteAgent(process, env.action_space, episode_time_limit_s)
+        agent.request("init", _spaces(env), expected="ready", spec=_absolute_spec(submission["agent"]),
+                      env_id=unit.env_id, checkpoint=_absolute(submission.get("checkpoint")),
+                      agent_args=submission.get("agent_args") or {})
+        context_data = load(unit.context_dataset) if unit.context_dataset else None
+        online = unit.protocol == "online"
+        n_episodes = unit.explore_episodes + unit.episodes if online else unit.episodes
+        report("ready", process.isolation)
+        agent.next_episode()
+
+        for task in range(len(env.unwrapped.tasks)):
+            for seed in seeds:
+                agent.request("reset")
+                if privileged:
+                    agent.request("task", {"features": np.asarray(env_class.task_features(env.unwrapped.tasks[task]))})
+                if context_data is not None:
+                    rng = np.random.default_rng([seed, task, zlib.crc32(unit.unit_id.encode())])
+                    agent.request("context", draw_context(context_data.tasks[task], unit.context_episodes, rng))
+                for episode in range(n_episodes):
+                    phase = "explore" if online and episode < unit.explore_episodes else "score"
+                    k = episode - unit.explore_episodes if online and phase == "score" else episode
+                    obs, info = env.reset(seed=start_seed(unit, seed, task, phase, k), options={"task": task})
+                    total, length, success, done = 0.0, 0, None, False  # success: where the env has it
+                    action = agent.act(obs)
+                    while True:
+                        next_obs, reward, terminated, truncated, info = env.step(action)
+                        total += reward
+                        length += 1
+                        if "success" in info:
+                            success = bool(success) or bool(info["success"])
+                        done = terminated or truncated
+                        if online:  # the transition, and (unless the episode ended) the next action
+                            next_action = agent.observe(obs, action, reward, next_obs, terminated, truncated, not done)
+                        elif not done:
+                            next_action = agent.act(next_obs)
+                        if done:
+                            break
+                        obs, action = next_obs, next_action
+                    report("episode", {"task": task, "seed": seed, "episode": episode, "phase": phase,
+                                       "return": float(total), "length": length, "success": success})
+                    agent.next_episode()
+        try:
+            process.channel.send("close")
+            process.process.wait(2)
+        except Exception:
+            pass
+    finally:
+        report("log", process.stop())
+        env.close()
+
+
+def _absolute(path):
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+
+def _absolute_spec(spec: str) -> str:
+    module, sep, attribute = spec.rpartition(":")
+    if module.endswith(".py"):
+        return f"{Path(module).resolve()}{sep}{attribute}"
+    return spec
+
+
+def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str, limits,
+                episode_time_limit_s: float) -> None:
+    """Entry point of a unit's worker process: play the unit, reporting to the supervisor over
+    `connection` as JSON (the supervisor never unpickles what a unit's process sends)."""
+    from bitr_eval.sandbox import become_subreaper
+
+    def report(kind, payload):
+        connection.send_bytes(json.dumps([kind, payload]).encode())
+
+    become_subreaper()
+    try:
+        play_unit(unit, seeds, submission, report, isolation, limits, episode_time_limit_s)
         report("done", None)
     except AgentFault as fault:
         report("failed", str(fault))

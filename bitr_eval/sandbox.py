@@ -1,0 +1,339 @@
+"""The agent's sandboxed process: how it is started, confined, limited and killed.
+
+Two isolation levels, decided once per evaluation (`isolation_level`) and recorded per unit:
+
+- `bwrap` (bubblewrap works here): the agent process sees the file system read-only
+  (`--ro-bind / /`), a private tmpfs on /tmp and /dev/shm, empty tmpfs over the Minari
+  datasets root, its checkpoint and code bound read-only; its own PID, network, IPC and UTS
+  namespaces (no network; it sees only its own processes); no capabilities; a new session.
+  When its first process ends or the evaluator kills it, the PID namespace dies with every
+  process in it, double-forked or not (`--die-with-parent` covers an evaluator that dies).
+- `process` (no bubblewrap, or it cannot start): a plain child process in its own session,
+  with the same resource limits, a scrubbed environment, and a parent that is a child
+  subreaper and kills every descendant at the end of the unit. The file system is the
+  evaluator user's: see docs/evaluation.md for what this level does not cover.
+
+Both: RLIMIT_AS (memory), RLIMIT_CPU (CPU time; SIGXCPU, then SIGKILL), RLIMIT_FSIZE,
+no core dumps, SIGKILL when the parent dies, stdout and stderr into a size-capped log (not the
+wire), and an environment with nothing but PATH, HOME, locale, PYTHONPATH and thread counts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from bitr_eval.wire import FROM_AGENT, Channel
+
+ISOLATION_CHOICE = "BITR_SANDBOX"  # auto (default): bwrap where it works, else process; or bwrap / process
+LOG_LIMIT = 64 * 1024  # bytes of the agent's stdout + stderr kept
+MAX_AGENT_MESSAGE = 1 << 20  # an action or an error text is far smaller
+FILE_SIZE_LIMIT = 1 << 30
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int
+    cpu_seconds: float
+    tmp_bytes: int = 512 * 1024 * 1024  # the private /tmp and /dev/shm (bwrap)
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants are re-parented to this process (so that it can kill them), and
+    other processes of the same user cannot read its memory (not dumpable)."""
+    _prctl(PR_SET_DUMPABLE, 0)
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _base_bwrap() -> list[str]:
+    args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--new-session", "--die-with-parent"]
+    if os.geteuid() == 0:
+        args += ["--cap-drop", "ALL"]
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def bwrap_works() -> bool:
+    """Whether bubblewrap is installed and can start a sandbox here (checked once per process)."""
+    if shutil.which("bwrap") is None:
+        return False
+    try:
+        done = subprocess.run(_base_bwrap() + ["--", sys.executable, "-c", "pass"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def isolation_level() -> str:
+    """`bwrap` or `process`: what `$BITR_SANDBOX` asks for (default `auto`) and the machine allows."""
+    choice = os.environ.get(ISOLATION_CHOICE, "auto")
+    if choice not in ("auto", "bwrap", "process"):
+        raise ValueError(f"${ISOLATION_CHOICE} is {choice!r}: use auto, bwrap or process.")
+    if choice == "process":
+        return "process"
+    if bwrap_works():
+        return "bwrap"
+    if choice == "bwrap":
+        raise ValueError(f"${ISOLATION_CHOICE}=bwrap, but bubblewrap is missing or cannot start a sandbox here "
+                         "(apt-get install bubblewrap; it needs unprivileged user namespaces or root).")
+    return "process"
+
+
+def hidden_paths() -> list[str]:
+    """What the agent must not read: the Minari datasets root (the context comes over the wire)."""
+    from bitr_envs.datasets.collect import datasets_root
+
+    paths = {str(Path(datasets_root()).resolve()), str((Path.home() / ".minari").resolve())}
+    return sorted(p for p in paths if os.path.isdir(p))
+
+
+def _python_path() -> str:
+    """This bitr_eval's own source root first (a worktree over an editable install), then the
+    evaluator's PYTHONPATH."""
+    own = str(Path(__file__).resolve().parent.parent)
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys([own, *extra]))
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _scrubbed_env(home: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": home, "TMPDIR": home,
+        "LANG": "C.UTF-8", "PYTHONPATH": _python_path(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+        "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "MPLCONFIGDIR": home,
+    }
+
+
+class _Log:
+    """Drains the agent's stdout + stderr for ever, keeping the first LOG_LIMIT bytes."""
+
+    def __init__(self, stream):
+        self.kept, self.total = bytearray(), 0
+        self._stream = stream
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self):
+        try:
+            while True:
+                chunk = self._stream.read1(65536)
+                if not chunk:
+                    break
+                self.total += len(chunk)
+                room = LOG_LIMIT - len(self.kept)
+                if room > 0:
+                    self.kept += chunk[:room]
+        except (OSError, ValueError):
+            pass
+
+    def text(self, join_s: float = 2.0) -> str:
+        self._thread.join(join_s)
+        text = self.kept.decode(errors="replace")
+        if self.total > len(self.kept):
+            text += f"\n[... {self.total - len(self.kept)} more bytes of output not kept]\n"
+        return text
+
+    def tail(self, lines: int = 8, chars: int = 1500) -> str:
+        text = self.kept.decode(errors="replace").strip()
+        return "\n".join(text.splitlines()[-lines:])[-chars:]
+
+
+class AgentProcess:
+    """One agent process in its sandbox, with the evaluator's end of the wire (`channel`)."""
+
+    def __init__(self, isolation: str, limits: Limits, visible: tuple[str, ...] = (), sweep: bool = False):
+        """`sweep`: at the end, also kill every other descendant of this process (only in a
+        process that is a subreaper and runs nothing else, like a unit's env host)."""
+        self.isolation, self.limits, self.sweep = isolation, limits, sweep
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._home = tempfile.mkdtemp(prefix="bitr-agent-") if isolation == "process" else "/tmp"
+        cwd = os.getcwd()
+        command = [sys.executable, "-m", "bitr_eval.agent_host", str(theirs.fileno())]
+        if isolation == "bwrap":
+            command = self._bwrap(visible + (cwd,), cwd) + ["--"] + command
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                pass_fds=(theirs.fileno(),), env=_scrubbed_env(self._home), cwd=cwd, start_new_session=True,
+                preexec_fn=functools.partial(_limit_child, limits),
+            )
+        finally:
+            theirs.close()
+        self.log = _Log(self.process.stdout)
+        self.channel = Channel(ours, FROM_AGENT, MAX_AGENT_MESSAGE)
+        self.started = time.monotonic()
+
+    def _bwrap(self, visible, cwd) -> list[str]:
+        size = str(self.limits.tmp_bytes)
+        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
+        hidden = hidden_paths()
+        covered = ("/tmp", "/dev/shm")
+        for path in dict.fromkeys(str(Path(p).resolve()) for p in visible if p):
+            if (os.path.exists(path) and any(_under(path, c) for c in covered)
+                    and not any(_under(path, h) for h in hidden)):
+                args += ["--ro-bind", path, path]
+        for path in hidden:
+            args += ["--size", "4096", "--tmpfs", path]
+        args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                 "--new-session", "--die-with-parent", "--chdir", cwd if not any(_under(cwd, h) for h in hidden) else "/"]
+        if os.geteuid() == 0:
+            args += ["--cap-drop", "ALL"]
+        return args
+
+    def exit_reason(self, wait_s: float = 5.0) -> str:
+        """Why the process ended (after its end of the wire closed)."""
+        try:
+            code = self.process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            return "agent process closed its connection"
+        if self.isolation == "bwrap" and code > 128:  # bwrap reports a signal as 128 + its number
+            code = -(code - 128)
+        if code >= 0:
+            reason = f"agent process died (exit code {code})"
+        else:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            reason = f"agent process died (killed by {name})"
+            if -code == signal.SIGXCPU or (-code == signal.SIGKILL and self._cpu_used_up()):
+                reason += f": it used up its CPU-time limit of {self.limits.cpu_seconds:.0f} s"
+            elif -code == signal.SIGKILL:
+                reason += f" (memory limit {self.limits.memory_bytes / 2**30:.1f} GiB, or the system ran out of memory)"
+        tail = self.log.tail()
+        return reason + (f"; its last output:\n{tail}" if tail else "")
+
+    def _cpu_used_up(self) -> bool:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime >= self.limits.cpu_seconds
+
+    def stop(self) -> str:
+        """End the process and everything it started; return its captured output."""
+        self.channel.close()
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.process.kill()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        if self.sweep:
+            kill_descendants()
+        text = self.log.text()
+        if self.isolation == "process":
+            shutil.rmtree(self._home, ignore_errors=True)
+        return text
+
+
+def _limit_child(limits: Limits) -> None:
+    """In the child before exec: resource limits, and death with the parent."""
+    def cap(kind, soft, hard):
+        _, current_hard = resource.getrlimit(kind)
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.setrlimit(kind, (soft, hard))
+
+    cpu = max(1, int(limits.cpu_seconds + 0.999))
+    cap(resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes)
+    cap(resource.RLIMIT_CPU, cpu, cpu + 5)
+    cap(resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT, FILE_SIZE_LIMIT)
+    cap(resource.RLIMIT_CORE, 0, 0)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def descendants(pid: Optional[int] = None) -> list[int]:
+    """Every live process below `pid` (default: this one)."""
+    tree, found, todo = _children(), [], [os.getpid() if pid is None else pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_descendants(rounds: int = 50) -> None:
+    """SIGKILL every descendant of this process and reap them (as a subreaper, this includes
+    double-forked orphans of the agent), until none is left."""
+    for _ in range(rounds):
+        pids = descendants()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.01)
+
+
+def probe_privileged(spec: str, isolation: str, visible: tuple[str, ...], limit_s: float) -> bool:
+    """Load the factory `spec` in a sandboxed process and read its attribute `privileged`; a
+    factory that cannot be loaded is a ValueError with the loader's message."""
+    from bitr_eval.wire import WireError
+
+    process = AgentProcess(isolation, Limits(memory_bytes=4 * 2**30, cpu_seconds=limit_s), visible)
+    try:
+        process.channel.send("probe", spec=spec)
+        reply = process.channel.recv(time.monotonic() + limit_s)
+        if reply.type == "error" and isinstance(reply.fields.get("text"), str):
+            raise ValueError(reply.fields["text"][:2000])
+        if reply.type != "ok" or not isinstance(reply.fields.get("privileged"), bool):
+            raise ValueError(f"Agent {spec!r}: its factory could not be loaded ({reply.type} reply to the probe).")
+        return reply.fields["privileged"]
+    except WireError as err:
+        raise ValueError(f"Agent {spec!r}: its factory could not be loaded ({err}; "
+                         f"{process.exit_reason(1)}).") from None
+    finally:
+        process.stop()

@@ -1,0 +1,239 @@
+"""Attack agents: submissions that try to cheat or to break the evaluator, for tests/test_attacks.py.
+
+Each factory below is one attack, named as `tests/attacks/agents.py:<factory>`. They play like
+the random agent and attack from `set_context` (offline units) or `__init__`. What an attack
+found or managed is printed as one line `ATTACK <name> <json>` to stdout, which the evaluator
+captures into the run's agent log (`<out>.logs/<unit>.log`): the tests read it from there.
+
+| factory | attack | the evaluator's answer |
+|---|---|---|
+| snoop | walk gc.get_objects() and every stack frame for an env, a task, the seeds; read the environment variables | nothing to find: the env lives in another process |
+| forge | send a fake `episode` report with a huge return, or an `ok` where an action is due | the unit fails; returns are counted by the evaluator |
+| pickle_bomb | send a pickle whose unpickling runs a command (creates a marker file) | never unpickled: the unit fails as malformed |
+| claim_privilege | set `privileged = True` on the instance, hoping for `set_task` | no task is sent: privilege is the factory's |
+| double_fork | leave a double-forked, setsid grandchild that writes a file after the run | killed with the unit (PID namespace or subreaper) |
+| vandal | write into the leaderboard folder and over the result file | read-only file system (bwrap) |
+| read_datasets | read the Minari datasets (the task-labelled data) | an empty tmpfs over the datasets root (bwrap) |
+| memory_bomb | allocate far more than the memory limit | MemoryError: the unit fails with a memory reason |
+| cpu_bomb | spin for ever on the CPU | SIGXCPU at the CPU-time limit |
+| giant_message | announce a 1 GiB message on the wire | refused before it is read |
+| chatty | print 20 MB to stdout | kept to the log's size cap; the unit is fine |
+| early_exit | `sys.exit(0)` in the middle of the unit | the unit fails: the agent process died |
+| raise_in | raise in `__init__`, `reset`, `set_context`, `act` or `observe` | the unit fails naming the method |
+"""
+
+import gc
+import json
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+
+from bitr_eval.agents import RandomAgent
+
+
+def report(name, found):
+    print(f"ATTACK {name} {json.dumps(found, default=str)}", flush=True)
+
+
+def wire_fd() -> int:
+    return int(sys.argv[1])  # python -m bitr_eval.agent_host FD
+
+
+class Snoop(RandomAgent):
+    def set_context(self, transitions):
+        import gymnasium
+
+        found = {"envs": 0, "task_objects": 0, "frames_with_env": 0, "env_vars": sorted(os.environ),
+                 "context_keys": sorted(transitions), "processes": sorted(p for p in os.listdir("/proc") if p.isdigit())}
+        for obj in gc.get_objects():
+            try:
+                if isinstance(obj, gymnasium.Env):
+                    found["envs"] += 1
+                elif hasattr(obj, "task_id") or hasattr(obj, "split_tasks") and hasattr(obj, "tasks"):
+                    found["task_objects"] += 1
+            except Exception:
+                pass
+        for frame in sys._current_frames().values():
+            while frame is not None:
+                if any(isinstance(v, gymnasium.Env) for v in list(frame.f_locals.values())):
+                    found["frames_with_env"] += 1
+                frame = frame.f_back
+        report("snoop", found)
+
+
+class Forge(RandomAgent):
+    def __init__(self, how="episode", **kwargs):
+        super().__init__(**kwargs)
+        self.how, self.offline = how, False
+
+    def set_context(self, transitions):
+        self.offline = True
+
+    def act(self, obs):
+        if self.offline:
+            from bitr_eval.wire import encode
+
+            fd = wire_fd()
+            if self.how == "episode":  # a report of the old worker protocol, with a fake return
+                os.write(fd, encode("episode", task=0, seed=0, episode=0, phase="score", length=1, success=True,
+                                    **{"return": 1e9}))
+            else:  # "ok" where the action is due
+                os.write(fd, encode("ok"))
+            time.sleep(30)
+        return super().act(obs)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class PickleBomb(RandomAgent):
+    def __init__(self, marker, framed=False, **kwargs):
+        super().__init__(**kwargs)
+        self.marker, self.framed = marker, framed
+
+    def set_context(self, transitions):
+        payload = pickle.dumps(_Payload(self.marker))
+        if self.framed:  # a well-formed frame whose header is the pickle
+            import struct
+
+            payload = struct.pack("<II", len(payload), 0) + payload
+        os.write(wire_fd(), payload)
+        time.sleep(30)
+
+
+class ClaimPrivilege(RandomAgent):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.privileged = True  # on the instance: the evaluator must ignore it
+
+    def set_task(self, features):
+        report("claim_privilege", {"task": np.asarray(features).tolist()})
+
+    def set_context(self, transitions):
+        report("claim_privilege", {"privileged": self.privileged})
+
+
+class DoubleFork(RandomAgent):
+    def __init__(self, target, marker, **kwargs):
+        super().__init__(**kwargs)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv("/bin/sh", ["sh", "-c", f"sleep 4; echo pwned > {target}", marker])
+            os._exit(0)
+        os.wait()
+
+
+class Vandal(RandomAgent):
+    def __init__(self, targets, **kwargs):
+        super().__init__(**kwargs)
+        outcomes = {}
+        for target in targets:
+            try:
+                with open(target, "a") as f:
+                    f.write("vandalised")
+                outcomes[target] = "written"
+            except OSError as err:
+                outcomes[target] = f"refused: {err.strerror}"
+        report("vandal", outcomes)
+
+
+class ReadDatasets(RandomAgent):
+    def __init__(self, roots, **kwargs):
+        super().__init__(**kwargs)
+        found = []
+        for root in roots + [os.path.expanduser("~/.minari")]:
+            for folder, _, files in os.walk(root):
+                for name in files:
+                    path = os.path.join(folder, name)
+                    try:
+                        with open(path, "rb") as f:
+                            f.read(16)
+                        found.append(path)
+                    except OSError:
+                        pass
+        report("read_datasets", {"read": found})
+
+
+class MemoryBomb(RandomAgent):
+    def __init__(self, gib=2, **kwargs):
+        super().__init__(**kwargs)
+        self.gib = gib
+
+    def set_context(self, transitions):
+        self.hoard = np.ones(int(self.gib * 2**30 // 8))
+
+
+class CpuBomb(RandomAgent):
+    def set_context(self, transitions):
+        while True:
+            pass
+
+
+class GiantMessage(RandomAgent):
+    def set_context(self, transitions):
+        import struct
+
+        os.write(wire_fd(), struct.pack("<II", 100, 2**30) + b"{" * 100)
+        time.sleep(30)
+
+
+class Chatty(RandomAgent):
+    def set_context(self, transitions):
+        line = "blah " * 20 + "\n"
+        sys.stdout.write(line * (20_000_000 // len(line)))
+        sys.stdout.flush()
+
+
+class EarlyExit(RandomAgent):
+    def set_context(self, transitions):
+        sys.exit(0)
+
+
+class RaiseIn(RandomAgent):
+    def __init__(self, where, **kwargs):
+        if where == "__init__":
+            raise RuntimeError("boom in __init__")
+        super().__init__(**kwargs)
+        self.where = where
+
+    def _maybe(self, method):
+        if method == self.where:
+            raise RuntimeError(f"boom in {method}")
+
+    def reset(self):
+        self._maybe("reset")
+
+    def set_context(self, transitions):
+        self._maybe("set_context")
+
+    def act(self, obs):
+        self._maybe("act")
+        return super().act(obs)
+
+    def observe(self, *transition):
+        self._maybe("observe")
+
+
+snoop, forge, pickle_bomb, claim_privilege, double_fork = Snoop, Forge, PickleBomb, ClaimPrivilege, DoubleFork
+vandal, read_datasets, memory_bomb, cpu_bomb, giant_message = Vandal, ReadDatasets, MemoryBomb, CpuBomb, GiantMessage
+chatty, early_exit, raise_in = Chatty, EarlyExit, RaiseIn
+
+
+def declared_privileged(**kwargs):
+    """Not an attack: a factory function that declares itself privileged (like the oracle).
+    The evaluator tells it the task and records its result as privileged, never ranked."""
+    from bitr_eval.agents import OracleAgent
+
+    return OracleAgent(**kwargs)
+
+
+declared_privileged.privileged = True

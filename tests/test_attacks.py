@@ -1,0 +1,256 @@
+"""Red team: the attack agents of tests/attacks/agents.py against the evaluator.
+
+Every attack runs under the isolation levels it concerns: `bwrap` (skipped where bubblewrap
+cannot start) and the `process` fallback. Attacks against the file system (writing the
+leaderboard or the result file, reading the datasets) are stopped by bwrap only; the last test
+documents that the process fallback does not hide the datasets.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitr_envs import datasets
+from bitr_eval import evaluate, load_result, suite, validate
+from bitr_eval.sandbox import LOG_LIMIT, bwrap_works
+from bitr_eval.wire import FROM_AGENT, WireError, _decode, encode
+
+TESTS = Path(__file__).parent
+ATTACKS = TESTS / "attacks" / "agents.py"
+REPO = TESTS.parent
+TINY = suite("tiny")
+OFFLINE = dataclasses.replace(TINY, units=TINY.units[:1], episode_time_limit_s=10.0)  # offline-iid only
+ONLINE = dataclasses.replace(TINY, units=TINY.units[2:], episode_time_limit_s=10.0)
+OFFLINE_AND_ONLINE = dataclasses.replace(TINY, units=(TINY.units[0], TINY.units[2]), episode_time_limit_s=10.0)
+needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is missing or cannot start here")
+
+
+@pytest.fixture(scope="module")
+def minari_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        for dataset_id in TINY.datasets:
+            datasets.build(dataset_id)
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def root(minari_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+    return minari_root
+
+
+@pytest.fixture(params=[pytest.param("bwrap", marks=needs_bwrap), "process"])
+def isolation(request, monkeypatch):
+    monkeypatch.setenv("BITR_SANDBOX", request.param)
+    return request.param
+
+
+def attack(name, out, chosen=OFFLINE, **agent_args):
+    """Run attack `name`; return the result and, per unit, what the attack reported."""
+    result = evaluate(chosen, {"name": name, "agent": f"{ATTACKS}:{name}", "agent_args": agent_args}, out, jobs=2)
+    validate(result)
+    assert load_result(out) == result
+    reports = {}
+    for unit in result["units"]:
+        log = Path(f"{out}.logs") / (unit["unit_id"].replace("/", "__") + ".log")
+        text = log.read_text() if log.exists() else ""
+        reports[unit["unit_id"]] = [json.loads(m) for m in re.findall(rf"^ATTACK {name} (.*)$", text, re.M)]
+    return result, reports
+
+
+def only_unit(result):
+    assert len(result["units"]) == 1
+    return result["units"][0]
+
+
+def test_snooping_finds_no_env_no_task_and_scores_like_a_context_free_agent(tmp_path, isolation):
+    result, reports = attack("snoop", tmp_path / "r.json")
+    unit = only_unit(result)
+    assert unit["status"] == "ok" and unit["isolation"] == isolation
+    assert abs(unit["summary"]["mean"]) < 10  # like the random agent
+    found = reports[unit["unit_id"]]
+    assert len(found) == 10  # one per task
+    for seen in found:
+        assert seen["envs"] == seen["task_objects"] == seen["frames_with_env"] == 0, seen
+        assert seen["context_keys"] == ["actions", "next_observations", "observations", "rewards", "terminals", "timeouts"]
+        assert not [v for v in seen["env_vars"] if "MINARI" in v or "BITR" in v or "RAY" in v], seen["env_vars"]
+        if isolation == "bwrap":
+            assert len(seen["processes"]) <= 3, seen["processes"]  # its own PID namespace
+
+
+@pytest.mark.parametrize("how, reason", [("episode", "unknown type 'episode'"), ("ok", "'ok' message where 'action' was due")])
+def test_forged_reports_fail_the_unit_and_scores_come_from_the_env(tmp_path, how, reason):
+    result, _ = attack("forge", tmp_path / "r.json", how=how)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and reason in unit["failure"], unit["failure"]
+    assert all(e["return"] < 1e6 for e in unit["episodes"])
+
+
+@pytest.mark.parametrize("framed", [False, True])
+def test_a_pickle_on_the_wire_is_never_unpickled(tmp_path, framed):
+    marker = tmp_path / "pickle-ran"
+    result, _ = attack("pickle_bomb", tmp_path / "r.json", marker=str(marker), framed=framed)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and "malformed message" in unit["failure"], unit["failure"]
+    time.sleep(0.5)
+    assert not marker.exists()
+
+
+def test_privilege_set_on_the_instance_gets_no_task(tmp_path):
+    result, reports = attack("claim_privilege", tmp_path / "r.json")
+    assert result["submission"]["privileged"] is False
+    unit = only_unit(result)
+    assert unit["status"] == "ok" and abs(unit["summary"]["mean"]) < 10
+    seen = reports[unit["unit_id"]]
+    assert seen and all("task" not in s for s in seen)  # set_task was never called
+
+
+def test_a_factory_declared_privileged_is_told_the_task_and_recorded_as_such(tmp_path):
+    result, _ = attack("declared_privileged", tmp_path / "r.json")
+    assert result["submission"]["privileged"] is True
+    assert only_unit(result)["summary"]["mean"] > 90  # the oracle's policy, told the task
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_double_forked_children_die_with_the_unit(tmp_path, isolation):
+    target, marker = tmp_path / "written-after-the-run", f"bitr-attack-{os.getpid()}-{time.time_ns()}"
+    result, _ = attack("double_fork", tmp_path / "r.json", chosen=OFFLINE_AND_ONLINE, target=str(target), marker=marker)
+    assert [u["status"] for u in result["units"]] == ["ok", "ok"]
+    assert _processes_with(marker) == []
+    time.sleep(5)  # the grandchild would have written by now
+    assert not target.exists()
+
+
+@needs_bwrap
+def test_the_agent_cannot_write_the_leaderboard_or_the_result_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BITR_SANDBOX", "bwrap")
+    out = tmp_path / "r.json"
+    probe = REPO / "leaderboard" / ".attack-probe"
+    targets = [str(probe), str(out), str(tmp_path / "new-file"), str(REPO / "bitr_eval" / "runner.py")]
+    try:
+        result, reports = attack("vandal", out, targets=targets)
+    finally:
+        written = probe.exists()
+        probe.unlink(missing_ok=True)
+    assert not written and not (tmp_path / "new-file").exists()
+    outcomes = reports[only_unit(result)["unit_id"]][0]
+    assert all(v.startswith("refused") for v in outcomes.values()), outcomes
+    assert only_unit(result)["status"] == "ok" and only_unit(result)["isolation"] == "bwrap"
+    assert "vandalised" not in out.read_text()
+
+
+@needs_bwrap
+def test_the_agent_cannot_read_the_datasets(tmp_path, monkeypatch, minari_root):
+    monkeypatch.setenv("BITR_SANDBOX", "bwrap")
+    result, reports = attack("read_datasets", tmp_path / "r.json", roots=[str(minari_root)])
+    assert reports[only_unit(result)["unit_id"]] == [{"read": []}]
+
+
+def test_the_process_fallback_does_not_hide_the_datasets(tmp_path, monkeypatch, minari_root):
+    # Documented limitation (docs/evaluation.md, threat model): without bubblewrap the agent
+    # process has the evaluator user's file access, so it can read the task-labelled data.
+    monkeypatch.setenv("BITR_SANDBOX", "process")
+    result, reports = attack("read_datasets", tmp_path / "r.json", roots=[str(minari_root)])
+    assert only_unit(result)["isolation"] == "process"
+    assert reports[only_unit(result)["unit_id"]][0]["read"]
+
+
+def test_a_memory_bomb_fails_its_unit_with_a_memory_reason(tmp_path, isolation):
+    limited = dataclasses.replace(OFFLINE_AND_ONLINE, agent_memory_bytes=2**30)
+    result, _ = attack("memory_bomb", tmp_path / "r.json", chosen=limited, gib=2)
+    offline, online = result["units"]
+    assert offline["status"] == "failed" and "MemoryError" in offline["failure"], offline["failure"]
+    assert "out of memory: the agent's limit is 1.0 GiB" in offline["failure"]
+    assert online["status"] == "ok"  # no context, no bomb: the run goes on
+
+
+def test_a_cpu_bomb_fails_its_unit_at_the_cpu_time_limit(tmp_path, isolation):
+    limited = dataclasses.replace(OFFLINE, agent_cpu_seconds=3.0, agent_cpu_seconds_per_episode=0.01,
+                                  episode_time_limit_s=60.0)
+    result, _ = attack("cpu_bomb", tmp_path / "r.json", chosen=limited)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and "killed by SIGXCPU): it used up its CPU-time limit of 3 s" in unit["failure"], unit["failure"]
+
+
+@pytest.mark.parametrize("name, args, reason", [
+    ("giant_message", {}, "a message of 1073741932 bytes (the limit is 1048576)"),
+    ("early_exit", {}, "agent process died (exit code 0)"),
+    ("raise_in", {"where": "__init__"}, "agent.__init__ raised RuntimeError: boom in __init__"),
+    ("raise_in", {"where": "reset"}, "agent.reset raised RuntimeError: boom in reset"),
+    ("raise_in", {"where": "set_context"}, "agent.set_context raised RuntimeError: boom in set_context"),
+    ("raise_in", {"where": "act"}, "agent.act raised RuntimeError: boom in act"),
+])
+def test_garbage_and_crashes_fail_the_unit_with_a_clear_reason(tmp_path, name, args, reason):
+    result, _ = attack(name, tmp_path / "r.json", **args)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and reason in unit["failure"], unit["failure"]
+
+
+def test_a_crash_in_observe_fails_the_online_unit(tmp_path):
+    result, _ = attack("raise_in", tmp_path / "r.json", chosen=ONLINE, where="observe")
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and "agent.observe raised RuntimeError: boom in observe" in unit["failure"]
+
+
+def test_a_nan_action_fails_the_unit(tmp_path):
+    out = tmp_path / "r.json"
+    result = evaluate(OFFLINE, {"name": "nan", "agent": f"{TESTS / 'faulty_agents.py'}:make",
+                                "agent_args": {"fault": "nan"}}, out)
+    assert "non-finite action" in only_unit(result)["failure"]
+
+
+def test_a_factory_that_cannot_be_loaded_is_refused_before_the_run(tmp_path):
+    with pytest.raises(ValueError, match="cannot import 'no_such_package.agent'"):
+        evaluate(OFFLINE, {"name": "x", "agent": "no_such_package.agent:make"}, tmp_path / "r.json")
+    with pytest.raises(ValueError, match="has no 'build'"):
+        evaluate(OFFLINE, {"name": "x", "agent": f"{ATTACKS}:build"}, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_giant_output_is_capped_in_the_log_and_the_unit_is_fine(tmp_path):
+    out = tmp_path / "r.json"
+    result, _ = attack("chatty", out)
+    unit = only_unit(result)
+    assert unit["status"] == "ok"
+    log = Path(f"{out}.logs") / (unit["unit_id"].replace("/", "__") + ".log")
+    assert log.stat().st_size < LOG_LIMIT + 1000 and "more bytes of output not kept" in log.read_text()
+
+
+@pytest.mark.parametrize("frame, reason", [
+    (b"\x05\x00\x00\x00\x00\x00\x00\x00" + b"\x80\x04K\x01.", "not JSON"),
+    (encode("episode"), "unknown type 'episode'"),
+    (b"\x1f\x00\x00\x00\x08\x00\x00\x00" + b'{"type":"action","arrays":[["action","|O8",[1]]]}'[:31] + b"x" * 8, "not JSON"),
+    (encode("action", {"a": np.zeros(2, np.complex64).view(np.float32)}).replace(b"<f4", b"|O8"), "dtype '|O8'"),
+    (encode("action", {"a": np.zeros(2)})[:-8], "runs past the end"),
+    (b"\x00\xfa\x00\x00\x00\x00\x00\x00" + b"[" * 64000, "not JSON (RecursionError"),  # a nesting bomb
+    (encode("action", {"a": np.zeros(2)}), None),
+])
+def test_the_wire_refuses_what_it_does_not_know(frame, reason):
+    import struct
+
+    header_length, body_length = struct.unpack_from("<II", frame)
+    header, body = frame[8:8 + header_length], memoryview(frame[8 + header_length:])
+    if reason is None:
+        message = _decode(header, body, FROM_AGENT)
+        assert message.type == "action" and message.arrays["a"].dtype == np.float64
+        return
+    with pytest.raises(WireError, match=re.escape(reason)):
+        _decode(header, body, FROM_AGENT)
