@@ -22,7 +22,7 @@ import zlib
 import gymnasium as gym
 import numpy as np
 
-from bitr_eval.suites import Unit
+from bitr_eval.suites import Unit, unit_context
 from bitr_eval.wire import Closed, Timeout, WireError
 
 STARTUP_LIMIT_S = 300.0  # importing the agent and building it from its checkpoint
@@ -108,17 +108,6 @@ class RemoteAgent:
         return self._action(reply) if then_act else None
 
 
-def draw_context(task_data, n_episodes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """`n_episodes` whole episodes of one task's data, drawn uniformly without replacement."""
-    ends = np.flatnonzero(task_data.terminals | task_data.timeouts) + 1
-    starts = np.r_[0, ends[:-1]]
-    chosen = np.sort(rng.choice(len(ends), size=min(n_episodes, len(ends)), replace=False))
-    rows = np.concatenate([np.arange(starts[i], ends[i]) for i in chosen])
-    transitions = task_data.take(rows)
-    del transitions["behaviours"]  # the agent must not know who collected its context
-    return transitions
-
-
 def start_seed(unit: Unit, seed: int, task: int, phase: str, k: int) -> int:
     """The reset seed of the k-th `phase` episode of (task, seed). It depends on the env and
     split, not on the protocol: the offline-iid, offline-ood and online scored episodes start
@@ -171,7 +160,7 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
                     agent.request("task", {"features": np.asarray(env_class.task_features(env.unwrapped.tasks[task]))})
                 if context_data is not None:
                     rng = np.random.default_rng([seed, task, zlib.crc32(unit.unit_id.encode())])
-                    agent.request("context", draw_context(context_data.tasks[task], unit.context_episodes, rng))
+                    agent.request("context", unit_context(unit, context_data, task, rng))
                 for episode in range(n_episodes):
                     phase = "explore" if online and episode < unit.explore_episodes else "score"
                     k = episode - unit.explore_episodes if online and phase == "score" else episode

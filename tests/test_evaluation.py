@@ -77,10 +77,10 @@ def test_anchor_agents_give_valid_results_near_0_and_100(tmp_path):
 
 
 def test_context_never_reveals_the_behaviour_policy():
-    from bitr_eval.worker import draw_context
+    from bitr_eval.suites import unit_context
 
     data = datasets.load(TINY.units[0].context_dataset)
-    context = draw_context(data.tasks[2], 5, np.random.default_rng(0))
+    context = unit_context(TINY.units[0], data, 2, np.random.default_rng(0))
     assert set(context) == {"observations", "actions", "rewards", "next_observations", "terminals", "timeouts"}
     assert len(context["rewards"]) == 5 * 20 and context["timeouts"].sum() == 5  # five whole episodes
 
