@@ -104,6 +104,18 @@ def _leaderboard_render(args) -> int:
     return 0
 
 
+def _leaderboard_verify(args) -> int:
+    from bitr_eval.replay import verify_entry
+
+    units = None if args.units == "all" else int(args.units)
+    verification = verify_entry(args.entry, units, args.tolerance, args.jobs)
+    for outcome in verification["units"]:
+        verdict = "matched" if outcome["matched"] else f"DIFFERS: {outcome['first_difference']}"
+        print(f"{outcome['run']} {outcome['unit']}: {verdict}")
+    print(f"wrote {os.path.join(args.entry, 'verification.json')}; `bitr leaderboard render` shows it")
+    return 0 if verification["matched"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bitr", description="BITR-Bench: offline meta-RL under context shift.")
     groups = parser.add_subparsers(dest="group", required=True)
@@ -133,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     rendering = commands.add_parser("render", help="write README.md and index.html from the filed results")
     rendering.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     rendering.set_defaults(func=_leaderboard_render)
+    replaying = commands.add_parser("verify", help="play a filed entry's units again and compare the returns")
+    replaying.add_argument("entry", help="an entry folder, e.g. leaderboard/results/quick/bitr-quick")
+    replaying.add_argument("--units", default="1", help="units per run to play again, or 'all' (default: 1)")
+    replaying.add_argument("--tolerance", type=float, default=0.0,
+                           help="largest relative return difference accepted (default 0: the same machine)")
+    replaying.add_argument("--jobs", type=int, default=1, help="units played at once")
+    replaying.set_defaults(func=_leaderboard_verify)
 
     from bitr_eval.sweep import add_arguments
 

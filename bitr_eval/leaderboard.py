@@ -37,6 +37,7 @@ from bitr_envs.datasets.storage import write_json_atomic
 from bitr_eval.results import OldSchemaError, ResultError, load_result
 from bitr_eval.scoring import TOLERANCE, verify
 from bitr_eval.stats import summarize_runs
+from bitr_eval.replay import VERIFICATION_FILE
 from bitr_eval.suites import SUITES
 
 RESULTS = "results"  # the filed entries, one folder per suite
@@ -226,7 +227,9 @@ def _load_entry(folder: Path) -> dict:
     suite_name = runs[0]["suite"]["name"]
     if suite_name != folder.parent.name:
         raise ResultError(f"an entry of the {suite_name} suite filed under {folder.parent.name}")
-    return {"name": name, "path": folder, "suite": suite_name, "runs": runs}
+    verification = folder / VERIFICATION_FILE
+    return {"name": name, "path": folder, "suite": suite_name, "runs": runs,
+            "verification": json.loads(verification.read_text()) if verification.exists() else None}
 
 
 def add(paths, directory: str | Path = "leaderboard", name: str | None = None, replace: bool = False) -> Path:
@@ -271,7 +274,7 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
 def render(directory: str | Path = "leaderboard") -> list[str]:
     """Write README.md and index.html from the filed entries; return the warnings about skipped files."""
     entries, warnings = filed(directory)
-    views = [entry_view(e["name"], e["runs"]) for e in entries]
+    views = [{**entry_view(e["name"], e["runs"]), "verification": e["verification"]} for e in entries]
     Path(directory, "README.md").write_text(markdown(views), encoding="utf-8")
     Path(directory, "index.html").write_text(page(views), encoding="utf-8")
     return warnings
@@ -382,7 +385,14 @@ def drop_value(view: dict):
 
 
 def runs_text(view: dict) -> str:
-    return SINGLE if view["runs"] == 1 else str(view["runs"])
+    """The number of training runs, and whether a maintainer's re-play matched the filed returns."""
+    text = SINGLE if view["runs"] == 1 else str(view["runs"])
+    verification = view.get("verification")
+    if verification:
+        replayed = len(verification["units"])
+        text += f"; re-played {replayed} unit{'s' if replayed > 1 else ''}: " + (
+            "matched" if verification["matched"] else "DIFFERED")
+    return text
 
 
 def wall_text(view: dict) -> str:

@@ -79,3 +79,27 @@ def test_evaluate_refuses_to_start_on_datasets_that_are_not_the_benchmarks(hones
     with pytest.raises(ValueError, match=f"failed their checks: {dataset_id} is intact but is not the benchmark's"):
         evaluate(TINY, {"name": "random", "agent": "random"}, tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_replay_matches_an_honest_entry_and_catches_invented_episodes(honest, tmp_path, capsys):
+    from bitr_eval.leaderboard import slug
+
+    _, result = honest
+    assert add(tmp_path / "a", result) == 0
+    entry = tmp_path / "a" / "board" / "results" / "tiny" / slug("random")
+    assert main(["leaderboard", "verify", str(entry), "--units", "1"]) == 0
+    assert json.loads((entry / "verification.json").read_text())["matched"]
+
+    invented = json.loads(json.dumps(result))  # better returns, every number redone to follow from them
+    for record, unit in zip(invented["units"], TINY.units):
+        for episode in record["episodes"]:
+            episode["return"] += 1.0
+        record.update(score_episodes(unit, TINY.seeds, record["episodes"], record["references"]))
+    invented["aggregates"] = aggregates(invented["units"])
+    assert add(tmp_path / "b", invented) == 0  # the file is consistent: only playing it again tells
+    entry = tmp_path / "b" / "board" / "results" / "tiny" / slug("random")
+    capsys.readouterr()
+    assert main(["leaderboard", "verify", str(entry), "--units", "all"]) == 1
+    assert "DIFFERS: episode (task, seed, index) (0, 0, 0)" in capsys.readouterr().out
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "b" / "board")]) == 0
+    assert "re-played 3 units: DIFFERED" in (tmp_path / "b" / "board" / "README.md").read_text()

@@ -1,0 +1,97 @@
+"""`bitr leaderboard verify`: re-play a sample of a filed entry's units and compare the returns.
+
+    bitr leaderboard verify leaderboard/results/lite/bitr-lite --units 2
+
+A result file proves that its numbers follow from its episodes; this proves that the episodes
+follow from the submission. For each run of the entry, `units` units (a fixed sample, or all)
+are played again from the recorded agent, checkpoint and arguments with the suite's seeds, and
+every episode's return is compared with the filed one. On the machine and software that made a
+result an honest agent matches to the last bit (`--tolerance 0`); on another machine its
+returns differ where its own floating point differs, so the tolerance there is the
+maintainer's call. The outcome is written beside the entry (`verification.json`) and shown on
+the board.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from bitr_envs.datasets.storage import write_json_atomic
+from bitr_eval.results import ResultError
+
+VERIFICATION_FILE = "verification.json"
+
+
+def sample_units(result: dict, units: int | None, seed: int = 0) -> list[str]:
+    """The unit ids to re-play: all of them (`units` None) or a fixed random sample."""
+    ids = [u["unit_id"] for u in result["units"] if u["status"] == "ok"]
+    if units is None or units >= len(ids):
+        return ids
+    return sorted(np.random.default_rng(seed).choice(ids, size=units, replace=False).tolist())
+
+
+def compare(filed: list[dict], replayed: list[dict], tolerance: float) -> tuple[bool, float, str | None]:
+    """(matched, largest relative difference, what differs first) of two episode lists."""
+    key = lambda e: (e["task"], e["seed"], e["episode"])  # noqa: E731
+    by_key = {key(e): e for e in replayed}
+    worst = 0.0
+    for episode in filed:
+        other = by_key.get(key(episode))
+        if other is None:
+            return False, worst, f"episode {key(episode)} was not played again"
+        difference = abs(other["return"] - episode["return"]) / (1.0 + abs(episode["return"]))
+        worst = max(worst, difference)
+        if difference > tolerance or other["length"] != episode["length"]:
+            return False, worst, (f"episode (task, seed, index) {key(episode)}: return {other['return']:.6g} "
+                                  f"over {other['length']} steps, filed {episode['return']:.6g} over "
+                                  f"{episode['length']}")
+    return True, worst, None
+
+
+def verify_entry(folder: str | Path, units: int | None = 1, tolerance: float = 0.0, jobs: int = 1) -> dict:
+    """Re-play `units` units of every run of the entry in `folder`; write and return the outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bitr_eval.leaderboard import _load_entry
+    from bitr_eval.runner import run_unit, unit_limits
+    from bitr_eval.suites import suite
+
+    folder = Path(folder)
+    entry = _load_entry(folder)
+    chosen = suite(entry["suite"])
+    units_by_id = {u.unit_id: u for u in chosen.units}
+    checks = []
+    for file, result in zip([f"run-{k}.json" for k in range(1, len(entry["runs"]) + 1)], entry["runs"]):
+        for unit_id in sample_units(result, units):
+            filed = next(u for u in result["units"] if u["unit_id"] == unit_id)
+            checks.append((file, unit_id, filed, result["submission"]))
+
+    def replay(check):
+        file, unit_id, filed, submission = check
+        unit = units_by_id[unit_id]
+        record = run_unit(unit, chosen.seeds, submission, chosen.episode_time_limit_s,
+                          limits=unit_limits(chosen, unit))
+        if record["status"] != "ok":
+            return {"run": file, "unit": unit_id, "matched": False, "max_relative_difference": None,
+                    "first_difference": f"the unit failed when played again: {record['failure']}"}
+        matched, worst, first = compare(filed["episodes"], record["episodes"], tolerance)
+        return {"run": file, "unit": unit_id, "matched": matched, "max_relative_difference": worst,
+                "first_difference": first}
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        outcomes = list(pool.map(replay, checks))
+    if not outcomes:
+        raise ResultError(f"{folder}: no finished unit to play again")
+    verification = {
+        "matched": all(o["matched"] for o in outcomes),
+        "tolerance": tolerance,
+        "units": outcomes,
+        "machine": {"processor": platform.processor() or platform.machine(), "system": platform.system()},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(folder / VERIFICATION_FILE, verification)
+    return verification
