@@ -141,7 +141,12 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
     env = gym.make(unit.env_id, split=unit.split)
     env_class = type(env.unwrapped)
     privileged = bool(submission.get("privileged"))  # decided by the evaluator, from the factory
-    process = AgentProcess(isolation, limits, _visible(submission), sweep=True)
+    try:
+        process = AgentProcess(isolation, limits, _visible(submission), sweep=True)
+    except OSError:  # bubblewrap vanished or cannot be executed on this node: the fallback
+        if isolation != "bwrap":
+            raise
+        process = AgentProcess("process", limits, _visible(submission), sweep=True)
     try:
         agent = RemoteAgent(process, env.action_space, episode_time_limit_s)
         agent.request("init", _spaces(env), expected="ready", spec=_absolute_spec(submission["agent"]),

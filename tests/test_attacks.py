@@ -217,6 +217,18 @@ def test_a_nan_action_fails_the_unit(tmp_path):
     assert "non-finite action" in only_unit(result)["failure"]
 
 
+def test_without_bubblewrap_the_run_falls_back_to_plain_processes(tmp_path, monkeypatch):
+    import bitr_eval.sandbox
+
+    monkeypatch.setattr(bitr_eval.sandbox, "bwrap_works", lambda: False)
+    monkeypatch.delenv("BITR_SANDBOX", raising=False)
+    result = evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "r.json")
+    assert only_unit(result)["status"] == "ok" and only_unit(result)["isolation"] == "process"
+    monkeypatch.setenv("BITR_SANDBOX", "bwrap")
+    with pytest.raises(ValueError, match="bubblewrap is missing or cannot start"):
+        evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "other.json")
+
+
 def test_a_factory_that_cannot_be_loaded_is_refused_before_the_run(tmp_path):
     with pytest.raises(ValueError, match="cannot import 'no_such_package.agent'"):
         evaluate(OFFLINE, {"name": "x", "agent": "no_such_package.agent:make"}, tmp_path / "r.json")
