@@ -301,7 +301,9 @@ def entry_view(name: str, runs: list[dict]) -> dict:
     suite = SUITES[runs[0]["suite"]["name"]]
     many = len(runs) > 1
     view = {"name": name, "agent": runs[0]["submission"]["agent"], "role": role(runs), "runs": len(runs),
-            "suite": suite.name, "started": max(r["started"] for r in runs), "protocols": {}, "units": []}
+            "suite": suite.name, "started": max(r["started"] for r in runs), "protocols": {}, "units": [],
+            # the weakest sandbox any unit ran in: only "bwrap" keeps the datasets and files out of reach
+            "isolation": "bwrap" if all(u.get("isolation") == "bwrap" for r in runs for u in r["units"]) else "process"}
     for protocol in suite.protocols:
         units = [u for u in suite.units if u.protocol == protocol]
         if many:
@@ -387,6 +389,8 @@ def drop_value(view: dict):
 def runs_text(view: dict) -> str:
     """The number of training runs, and whether a maintainer's re-play matched the filed returns."""
     text = SINGLE if view["runs"] == 1 else str(view["runs"])
+    if view["isolation"] != "bwrap":
+        text += "; weaker sandbox"
     verification = view.get("verification")
     if verification:
         replayed = len(verification["units"])

@@ -57,11 +57,11 @@ def test_several_runs_are_filed_and_rendered_as_one_entry(tmp_path, capsys):
     folder = tmp_path / "board" / "results" / "tiny" / "focal-tiny"
     assert sorted(p.name for p in folder.iterdir()) == ["entry.json", "run-1.json", "run-2.json", "run-3.json"]
     assert json.loads((folder / "entry.json").read_text())["name"] == "FOCAL (tiny)"
-    assert add(tmp_path, make_result("lonely", 45.0)) == 0
+    assert add(tmp_path, make_result("lonely", 45.0, isolation="process")) == 0
     assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
     readme = (tmp_path / "board" / "README.md").read_text()
     iid = {row[1]: row for row in table(readme, "### offline-iid")}
-    assert iid["FOCAL (tiny)"][3] == "3" and iid["lonely"][3] == "1 (single run)"
+    assert iid["FOCAL (tiny)"][3] == "3" and iid["lonely"][3] == "1 (single run); weaker sandbox"
     assert iid["FOCAL (tiny)"][4].startswith("50.0 [")
     assert iid["FOCAL (tiny)"][7] == "30 min" and iid["lonely"][7] == "–"
     assert iid["FOCAL (tiny)"][6] == "0.0 [0.0, 0.0]"  # the same episodes under both contexts

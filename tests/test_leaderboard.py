@@ -38,7 +38,7 @@ def n_tasks(unit) -> int:
 def make_result(name: str, score: float = 50.0, suite_name: str = "tiny", privileged: bool = False,
                 failed: str | None = None, failure: str = "agent.act raised ValueError", sha256: str = HASH,
                 agent: str = "my_pkg.agent:make", checkpoint: str | None = None, spread: float = 5.0,
-                training: dict | None = None) -> dict:
+                training: dict | None = None, isolation: str = "bwrap") -> dict:
     """A valid result whose numbers follow from its episodes: references 0 (random) and 100 (expert),
     so a return is its score; task t, seed s scores `score` -+ `spread` (alternating tasks) + 2 (s - mid);
     the unit whose id ends with `failed` failed with `failure`; every dataset has the hash `sha256`."""
@@ -59,7 +59,7 @@ def make_result(name: str, score: float = 50.0, suite_name: str = "tiny", privil
             "status": "failed" if broken else "ok", "failure": failure if broken else None,
             "datasets": [{"id": d, "data_sha256": sha256, "content_sha256": sha256}
                          for d in dict.fromkeys((unit.context_dataset, unit.reference_dataset)) if d],
-            "references": None if broken else references, "isolation": "process",
+            "references": None if broken else references, "isolation": isolation,
             "episodes": [] if broken else episodes, "scores": [], "summary": None, "first_episode": None,
             "success_rate": None,
         }
