@@ -59,11 +59,4 @@ def summarize_runs(scores, seed: int = 0) -> dict:
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[0] < 2:
         raise ValueError(f"summarize_runs takes a (runs, tasks) array of at least 2 runs, got shape {scores.shape}")
-    by_task = scores.T  # one stratum per task, its runs resampled
-    return {
-        "mean": float(scores.mean()),
-        "mean_ci95": _stratified_ci(by_task, np.mean, seed),
-        "iqm": float(iqm(scores.ravel())),
-        "iqm_ci95": _stratified_ci(by_task, iqm, seed),
-        "n": int(scores.size),
-    }
+    return summarize(scores.T, seed)  # one stratum per task, its runs resampled

@@ -13,3 +13,16 @@ def _quiet_gymnasium_checker():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Box observation space (minimum|maximum).*")
         yield
+
+
+def build_minari_root(tmp_path_factory, dataset_ids):
+    """A scratch Minari root holding `dataset_ids`, built once: the body of a module's
+    `minari_root` fixture (`yield from build_minari_root(tmp_path_factory, [...])`)."""
+    from bitr_envs import datasets
+
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        for dataset_id in dataset_ids:
+            datasets.build(dataset_id)
+        yield root

@@ -18,6 +18,7 @@ from bitr_agent.methods import bitr as bitr_module  # noqa: E402
 from bitr_agent.train import PROFILES, TrainingFailed, train  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_eval import evaluate, suite, validate  # noqa: E402
+from conftest import build_minari_root
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
 SMALL = dataclasses.replace(
@@ -28,12 +29,7 @@ SMALL = dataclasses.replace(
 
 @pytest.fixture(scope="module")
 def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in [TRAIN] + suite("tiny").datasets:
-            datasets.build(dataset_id)
-        yield root
+    yield from build_minari_root(tmp_path_factory, [TRAIN] + suite("tiny").datasets)
 
 
 @pytest.fixture(autouse=True)

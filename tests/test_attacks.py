@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitr_envs import datasets
 from bitr_eval import evaluate, load_result, suite, validate
 from bitr_eval.sandbox import LOG_LIMIT, bwrap_works
 from bitr_eval.wire import FROM_AGENT, WireError, _decode, encode
+from conftest import build_minari_root
 
 TESTS = Path(__file__).parent
 ATTACKS = TESTS / "attacks" / "agents.py"
@@ -33,12 +33,7 @@ needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is missin
 
 @pytest.fixture(scope="module")
 def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in TINY.datasets:
-            datasets.build(dataset_id)
-        yield root
+    yield from build_minari_root(tmp_path_factory, TINY.datasets)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from bitr_eval import ResultError, evaluate, load_result, suite, validate
 from bitr_eval.agents import load_factory
 from bitr_eval.runner import planned_episodes
 from bitr_eval.worker import start_seed
+from conftest import build_minari_root
 
 TESTS = Path(__file__).parent
 FAULTY = f"{TESTS / 'faulty_agents.py'}:make"
@@ -31,12 +32,7 @@ TWO_FAMILIES = dataclasses.replace(
 
 @pytest.fixture(scope="module")
 def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in TWO_FAMILIES.datasets:
-            datasets.build(dataset_id)
-        yield root
+    yield from build_minari_root(tmp_path_factory, TWO_FAMILIES.datasets)
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ from bitr_agent.utils import add_dataclass_flags, set_fields  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_envs.registry import entry  # noqa: E402
 from bitr_eval import evaluate, suite, validate  # noqa: E402
+from conftest import build_minari_root
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
 ENV = "bitr/PointRobotSparse-v0"
@@ -34,12 +35,7 @@ TINY = dataclasses.replace(
 
 @pytest.fixture(scope="module")
 def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in [TRAIN] + suite("tiny").datasets:
-            datasets.build(dataset_id)
-        yield root
+    yield from build_minari_root(tmp_path_factory, [TRAIN] + suite("tiny").datasets)
 
 
 @pytest.fixture(autouse=True)
