@@ -31,6 +31,7 @@ from bitr_agent.data import Sampler, TaskArrays
 from bitr_agent.learner import Method
 from bitr_agent.methods import ALGOS, method
 from bitr_agent.utils import add_dataclass_flags, atomic_save, set_fields
+from bitr_envs.datasets.storage import write_json_atomic
 
 
 @dataclass
@@ -335,6 +336,16 @@ def suggested_suite(env_id: str, dataset_id: str, profile: str):
     return next((s for s in fits if s.name == profile), min(fits, key=lambda s: len(s.units)))
 
 
+def _write_training_record(out: Path, cfg: Config, profile: str) -> None:
+    """`out/training.json`, which `bitr evaluate` copies into the result: how the agent was made.
+    The wall time is the training process's own (the last row of metrics.csv; a resumed run
+    counts the process that finished it)."""
+    with open(out / "metrics.csv", newline="") as f:
+        seconds = float(list(csv.DictReader(f))[-1]["seconds"])
+    write_json_atomic(out / "training.json", {"wall_seconds": seconds, "algo": cfg.algo, "seed": cfg.seed,
+                                              "profile": profile, "dataset": cfg.dataset})
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bitr-agent", description="Train BITR or a peer method in one harness.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -357,6 +368,7 @@ def main(argv=None) -> int:
     except TrainingFailed as err:
         print(f"bitr-agent train: {err}", file=sys.stderr)
         return 1
+    _write_training_record(Path(args.out), cfg, args.profile)
     weights = load_weights(Path(args.out) / "agent.pt")
     privileged = getattr(method(args.algo).agent_class, "privileged", False)
     factory = "bitr_agent:load_privileged" if privileged else "bitr_agent:load"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import typing
 from pathlib import Path
 
@@ -56,10 +55,6 @@ def _torch_save(f, obj) -> None:
 
 def atomic_save(obj, path: str | Path, save_fn=_torch_save) -> None:
     """save_fn(file, obj) into path.tmp, then rename: a kill never leaves a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        save_fn(f, obj)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from bitr_envs.datasets.storage import atomic_write
+
+    atomic_write(path, lambda f: save_fn(f, obj))

@@ -1,6 +1,7 @@
 """The BITR reference agent: components, learning, exact resume, safe checkpoints, evaluation."""
 
 import dataclasses
+import json
 import pickle
 import shutil
 
@@ -231,3 +232,13 @@ def test_a_folder_of_per_family_runs_serves_a_multi_family_suite(trained, tmp_pa
     assert torch.equal(agent.z, direct.z)
     with pytest.raises(CheckpointError, match="no BITR agent for bitr/CheetahVel-v0 in .*runs/cheetah-vel/agent.pt"):
         load("bitr/CheetahVel-v0", env.observation_space, env.action_space, checkpoint=str(tmp_path / "runs"))
+
+
+def test_a_finished_run_records_how_it_was_made(tmp_path):
+    from bitr_agent.train import main as train_main
+
+    assert train_main(["train", "--dataset", TRAIN, "--profile", "quick", "--out", str(tmp_path), "--seed", "3",
+                       "--wm-iterations", "20", "--sac-iterations", "20", "--log-every", "10"]) == 0
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert record["algo"] == "bitr" and record["seed"] == 3 and record["profile"] == "quick"
+    assert record["dataset"] == TRAIN and record["wall_seconds"] > 0
