@@ -67,9 +67,20 @@ def _evaluate(args) -> int:
     chosen = suite(args.suite)
     submission = {"name": args.name or args.agent, "agent": args.agent, "checkpoint": args.checkpoint,
                   "agent_args": agent_args}
-    with tqdm(total=planned_episodes(chosen, args.envs, args.out), desc=f"{chosen.name} suite", unit="episode") as bar:
-        result = evaluate(chosen, submission, args.out, jobs=args.jobs, executor=args.executor, progress=bar.update,
+    bar = None
+
+    def progress(n: int) -> None:  # the bar appears with the first episode, never before an early error
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=planned_episodes(chosen, args.envs, args.out), desc=f"{chosen.name} suite", unit="episode")
+        bar.update(n)
+
+    try:
+        result = evaluate(chosen, submission, args.out, jobs=args.jobs, executor=args.executor, progress=progress,
                           env_ids=args.envs)
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"\n{submission['name']} on the {chosen.name} suite (normalised score: 0 = random, 100 = expert); "
           f"result file {args.out}\n")
     print_result(result)

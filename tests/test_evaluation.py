@@ -178,7 +178,7 @@ def test_result_for_another_submission_is_not_overwritten(tmp_path):
         run("oracle", out)
 
 
-def test_bad_agent_specs_are_clear_errors(tmp_path):
+def test_bad_agent_specs_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="name a factory as 'package.module:make'"):
         load_factory("my_agent")
     with pytest.raises(ValueError, match="cannot import 'no_such_package.agent'"):
@@ -190,6 +190,11 @@ def test_bad_agent_specs_are_clear_errors(tmp_path):
     assert bitr_main(["evaluate", "--agent", "random", "--suite", "huge", "--out", str(tmp_path / "x.json")]) == 2
     assert bitr_main(["evaluate", "--agent", "random", "--suite", "tiny", "--agent-args", "[1]",
                       "--out", str(tmp_path / "x.json")]) == 2
+    capsys.readouterr()
+    assert bitr_main(["evaluate", "--agent", "no_such_package.agent:make", "--suite", "tiny",
+                      "--out", str(tmp_path / "x.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("bitr: error: Agent 'no_such_package.agent:make': cannot import") and "episode" not in error
 
 
 def test_missing_datasets_are_named_with_the_command_that_builds_them(tmp_path, monkeypatch):

@@ -86,3 +86,13 @@ def test_readme_family_table_is_the_one_the_code_prints():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert family_table(markdown=True) in readme, "README's table is stale: paste `bitr envs list --markdown`"
+
+
+def test_meta_world_ids_make_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make("bitr/ReachSparse-v0", split="test")
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
