@@ -206,9 +206,9 @@ def test_an_unreachable_remote_is_one_clear_error(root, monkeypatch, capsys):
         raise ConnectionError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(minari, "download_dataset", no_network)
-    assert bitr_main(["datasets", "download", POINT, "--remote", "file:///nowhere", "--force"]) == 2
+    assert bitr_main(["datasets", "download", POINT, "--remote", "hf://nowhere-org", "--force"]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "Cannot reach file:///nowhere" in error and "Name or service" in error
+    assert error.count("\n") == 1 and "Cannot reach hf://nowhere-org" in error and "Name or service" in error
     assert "bitr datasets build" in error and datasets.verify(POINT) == []  # the local copy is untouched
 
 
