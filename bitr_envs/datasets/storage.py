@@ -28,7 +28,7 @@ METADATA_FILE = "metadata.json"
 
 def datasets_root() -> Path:
     """Minari's local root ($MINARI_DATASETS_PATH, else ~/.minari/datasets)."""
-    from minari.storage.datasets_root_dir import get_dataset_path
+    from minari.storage import get_dataset_path
 
     return get_dataset_path()
 
