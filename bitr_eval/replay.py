@@ -65,8 +65,9 @@ def verify_entry(folder: str | Path, units: int | None = 1, tolerance: float = 0
     chosen = suite(entry["suite"])
     units_by_id = {u.unit_id: u for u in chosen.units}
     checks = []
-    for file, result in zip([f"run-{k}.json" for k in range(1, len(entry["runs"]) + 1)], entry["runs"]):
-        for unit_id in sample_units(result, units):
+    for k, result in enumerate(entry["runs"], start=1):
+        file = f"run-{k}.json"
+        for unit_id in sample_units(result, units, seed=k):  # another sample for each run
             filed = next(u for u in result["units"] if u["unit_id"] == unit_id)
             checks.append((file, unit_id, filed, result["submission"]))
 
