@@ -165,9 +165,12 @@ def test_a_killed_evaluation_resumes_to_the_same_result(tmp_path):
 
 
 def test_ray_executor_gives_the_same_results(tmp_path):
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
     local = run("random", tmp_path / "local.json")
-    on_ray = evaluate(TINY, {"name": "random", "agent": "random"}, tmp_path / "ray.json", jobs=2, executor="ray")
+    try:
+        on_ray = evaluate(TINY, {"name": "random", "agent": "random"}, tmp_path / "ray.json", jobs=2, executor="ray")
+    finally:
+        ray.shutdown()  # the evaluator started a local instance; later tests start their own
     assert without_timing(on_ray) == without_timing(local)
 
 

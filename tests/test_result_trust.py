@@ -11,6 +11,7 @@ from bitr_envs import datasets
 from bitr_envs.datasets import storage
 from bitr_eval import evaluate, suite
 from bitr_eval.cli import main
+from bitr_eval.sandbox import isolation_level
 from bitr_eval.scoring import aggregates, score_episodes
 
 TINY = suite("tiny")
@@ -45,7 +46,7 @@ def add(tmp_path, result) -> int:
 def test_a_real_result_records_what_it_read(honest):
     _, result = honest
     for unit in result["units"]:
-        assert unit["isolation"] == "process"
+        assert unit["isolation"] == isolation_level()  # bwrap where it can start, else process
         for dataset in unit["datasets"]:
             assert dataset == {"id": dataset["id"], **storage.file_hashes(dataset["id"])}
         references = datasets.load(TINY.units[0].reference_dataset).reference_returns
