@@ -39,7 +39,7 @@ from bitr_envs.datasets.collect import (Episode, Job, Progress, _version, collec
 from bitr_envs.datasets.recipes import Recipe, recipe
 from bitr_envs.datasets.storage import atomic_write, datasets_root
 
-SHARD_STEPS = 100_000  # planned steps per shard (episodes x horizon): what a worker holds, tens of MB
+SHARD_STEPS = 20_000  # planned steps per shard (episodes x horizon): what a worker holds, a few MB; small enough to balance 2 workers
 SHARDS_DIR = ".bitr-shards"
 DATA = "data"
 REFERENCE = "reference:"
