@@ -34,7 +34,7 @@ def raw_metaworld(name, seed):
 PAIRS = {
     "CheetahVel": (lambda: gym.make("bitr/CheetahVel-v0"), lambda: gym.make("HalfCheetah-v5", max_episode_steps=200)),
     "HopperParam": (lambda: gym.make("bitr/HopperParam-v0"), lambda: gym.make("Hopper-v5", max_episode_steps=200)),
-    # Meta-World has no working gym.make entry for ML1 (see TRAPS.md): compare unwrapped envs.
+    # Meta-World 3.1.1 has no working gym.make entry for ML1 tasks: compare unwrapped envs.
     "Reach": (
         lambda: gym.make("bitr/Reach-v0").unwrapped,
         lambda: raw_metaworld("reach-v3", gym.make("bitr/Reach-v0").unwrapped.task_seed),
