@@ -15,12 +15,11 @@ import os
 import shutil
 import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from bitr_envs.datasets.loader import DatasetError, verify
-from bitr_envs.datasets.storage import dataset_path, datasets_root, install, minari_root_at
+from bitr_envs.datasets.storage import dataset_path, datasets_root, environment, install, minari_root_at
 
 NAMESPACE_FILE = "namespace_metadata.json"
 SCHEMES = ("file", "hf", "gcp")
@@ -38,20 +37,6 @@ def _remote(remote: Optional[str]) -> tuple[str, str]:
     if not sep or scheme not in SCHEMES or not location:
         raise DatasetError(f"Unknown remote {remote!r}: use file://<folder> or hf://<organisation>.")
     return scheme, location
-
-
-@contextmanager
-def _minari_remote(remote: str) -> Iterator[None]:
-    """Point Minari's remote at `remote` for the duration (Minari reads it from the env)."""
-    old = os.environ.get("MINARI_REMOTE")
-    os.environ["MINARI_REMOTE"] = remote
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["MINARI_REMOTE"]
-        else:
-            os.environ["MINARI_REMOTE"] = old
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -96,7 +81,7 @@ def publish(dataset_id: str, remote: Optional[str] = None, token: Optional[str] 
         return
     import minari
 
-    with _minari_remote(name):
+    with environment("MINARI_REMOTE", name):
         if dataset_id in minari.list_remote_datasets(prefix=dataset_id):
             raise DatasetError(immutable)
         minari.upload_dataset(dataset_id, token)
@@ -132,7 +117,7 @@ def download(dataset_id: str, remote: Optional[str] = None, force: bool = False)
 def _download_with_minari(dataset_id: str, name: str) -> None:
     import minari
 
-    with _minari_remote(name), warnings.catch_warnings():
+    with environment("MINARI_REMOTE", name), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Minari's "recommend a newer version" chatter
         try:
             minari.download_dataset(dataset_id)

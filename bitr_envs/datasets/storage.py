@@ -50,17 +50,22 @@ def exists(dataset_id: str, root: Optional[Path] = None) -> bool:
 
 
 @contextmanager
-def minari_root_at(path: Path) -> Iterator[None]:
-    """Point Minari's local root at `path` for the duration (Minari reads it from the env)."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
+def environment(name: str, value: str) -> Iterator[None]:
+    """Set the environment variable `name` for the duration (Minari reads its settings there)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            del os.environ["MINARI_DATASETS_PATH"]
+            del os.environ[name]
         else:
-            os.environ["MINARI_DATASETS_PATH"] = old
+            os.environ[name] = old
+
+
+def minari_root_at(path: Path):
+    """Point Minari's local root at `path` for the duration."""
+    return environment("MINARI_DATASETS_PATH", str(path))
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
