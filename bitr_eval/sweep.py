@@ -113,7 +113,7 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
     unknown = [e for e in envs if e not in suite_envs]
     if unknown:
         raise ValueError(f"{', '.join(unknown)} not in the {suite_name} suite, whose envs are {', '.join(suite_envs)}")
-    out = Path(out).absolute()
+    out = Path(out)  # as given: result files record the checkpoint path, and `verify` replays from it
     trains, evals = {}, {}
     for algo in algos:
         for seed in seeds:
@@ -140,8 +140,12 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
     return trains, evals
 
 
-def run_command(command: list[str], log: str, environ: Optional[dict] = None) -> tuple[int, float]:
-    """Run one command with its output in `log`; (exit code, wall seconds). Also a Ray task."""
+def run_command(command: list[str], log: str, environ: Optional[dict] = None, cwd: Optional[str] = None
+                ) -> tuple[int, float]:
+    """Run one command in `cwd` with its output in `log` (relative to `cwd`); (exit code, wall
+    seconds). Also a Ray task, whose worker may start elsewhere: hence the explicit `cwd`."""
+    if cwd is not None:
+        log = str(Path(cwd) / log)
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(log, "ab") as f:
@@ -149,7 +153,7 @@ def run_command(command: list[str], log: str, environ: Optional[dict] = None) ->
         f.flush()
         try:
             code = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env=environ).returncode
+                                  env=environ, cwd=cwd).returncode
         except OSError as err:  # no such program
             f.write(f"cannot run: {err}\n".encode())
             code = 127
@@ -161,7 +165,7 @@ class _LocalPool:
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs))
 
     def submit(self, run: Run):
-        return self._pool.submit(run_command, run.command, str(run.log), dict(os.environ))
+        return self._pool.submit(run_command, run.command, str(run.log), dict(os.environ), os.getcwd())
 
     def wait_one(self, handles):
         done, _ = wait(handles, return_when=FIRST_COMPLETED)
@@ -184,7 +188,7 @@ class _RayPool:
         self._remote = ray.remote(num_cpus=1)(run_command)
 
     def submit(self, run: Run):
-        return self._remote.remote(run.command, str(run.log), dict(os.environ))
+        return self._remote.remote(run.command, str(run.log), dict(os.environ), os.getcwd())
 
     def wait_one(self, handles):
         ready, _ = self._ray.wait(list(handles), num_returns=1)
