@@ -13,7 +13,8 @@ and, once every family of (A, S) is trained,
     bitr evaluate --agent bitr_agent:load --checkpoint <out>/<A>/seed<S> --suite <suite> \
         --out <out>/<A>/seed<S>/result.json --name "<A> seed <S>"
 
-A trained run (its `agent.pt` exists) and an evaluated one (its result file holds every unit,
+At most `jobs` runs go at once; an evaluation starts as soon as its families are trained, before
+any training still waiting. A trained run (its `agent.pt` exists) and an evaluated one (its result file holds every unit,
 all finished) are skipped, so the same command continues a sweep that was stopped. A failed run
 is reported (its log is `train.log` / `evaluate.log` beside its output) and the sweep goes on;
 the evaluation of an (algorithm, seed) with a failed family is not run. After each training the
@@ -34,6 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,12 +218,18 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
         raise ValueError(f"Unknown executor {executor!r}: use 'local' or 'ray'.")
     pool = _LocalPool(jobs) if executor == "local" else _RayPool(jobs)
     pending: dict = {}  # handle -> run
+    queue: deque = deque()  # runs not started yet; evaluations go first, so results land early
     waiting = {key: len(runs) for key, runs in trains.items()}  # families of (algo, seed) still training
     failed_keys: set = set()
 
     def submit(run: Run) -> None:
-        echo(f"start  {run.label}")
-        pending[pool.submit(run)] = run
+        queue.appendleft(run) if run.kind == "evaluate" else queue.append(run)
+
+    def start_queued() -> None:
+        while queue and len(pending) < max(1, jobs):
+            run = queue.popleft()
+            echo(f"start  {run.label}")
+            pending[pool.submit(run)] = run
 
     def family_finished(key) -> None:
         waiting[key] -= 1
@@ -245,6 +253,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
                     family_finished(key)
                 else:
                     submit(run)
+        start_queued()
         while pending:
             handle, (code, seconds) = pool.wait_one(list(pending))
             run = pending.pop(handle)
@@ -263,6 +272,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
                 else:
                     failed_keys.add((run.algo, run.seed))
                 family_finished((run.algo, run.seed))
+            start_queued()
     finally:
         pool.close()
     return outcome
