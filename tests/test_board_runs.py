@@ -14,7 +14,7 @@ from bitr_eval.cli import build_parser, main
 from bitr_eval.leaderboard import entry_view, filed
 from bitr_eval.results import read_training
 from bitr_eval.suites import PROTOCOLS, SUITES, Protocol, context_rows, suite
-from bitr_eval.sweep import sweep
+from bitr_eval.sweep import plan, sweep
 from test_leaderboard import add, make_result, no_local_data, table  # noqa: F401 (the fixture is used)
 
 
@@ -266,3 +266,28 @@ def test_sweep_on_ray_gives_the_same_outcome(tmp_path, fakes):
     for path in (tmp_path / "local").rglob("*"):
         if path.name in ("agent.pt", "result.json"):
             assert (tmp_path / "ray" / path.relative_to(tmp_path / "local")).read_bytes() == path.read_bytes()
+
+
+def test_sweep_evaluates_each_method_and_seed_before_training_the_next(tmp_path, fakes):
+    """With one job, results land as soon as they can: an interrupted sweep keeps them."""
+    lines = []
+    sweep(["bitr", "focal"], ["bitr/PointRobotSparse-v0"], [0, 1], "tiny", "tiny", tmp_path / "sweep", jobs=1,
+          train_template=fakes[0], eval_template=fakes[1], echo=lines.append)
+    started = [line.removeprefix("start  ").removesuffix(" bitr/PointRobotSparse-v0") for line in lines
+               if line.startswith("start")]
+    assert started == [f"{kind} {algo} seed {seed}" for algo in ("bitr", "focal") for seed in (0, 1)
+                       for kind in ("train", "evaluate")]
+
+
+def test_sweep_keeps_a_relative_folder_relative(tmp_path, fakes, monkeypatch):
+    """Result files record the checkpoint as the evaluate command got it: a relative folder
+    replays from any clone of the repository. The runs happen in the caller's directory."""
+    monkeypatch.chdir(tmp_path)
+    sweep(["bitr"], ["bitr/PointRobotSparse-v0"], [0], "tiny", "tiny", "runs", jobs=1,
+          train_template=fakes[0], eval_template=fakes[1], echo=lambda line: None)
+    assert (tmp_path / "runs/bitr/seed0/point-robot-sparse/agent.pt").exists()
+    assert (tmp_path / "runs/bitr/seed0/result.json").exists()
+    _, evals = plan(["bitr"], ["bitr/PointRobotSparse-v0"], [0], "tiny", "tiny", "runs")
+    command = evals[("bitr", 0)].command
+    assert command[command.index("--checkpoint") + 1] == "runs/bitr/seed0"
+    assert command[command.index("--out") + 1] == "runs/bitr/seed0/result.json"
