@@ -4,7 +4,7 @@
     bitr leaderboard add RUN.json [RUN2.json ...] --name NAME
                                    check result files (training runs of one agent) and file them
                                    as one entry under leaderboard/results/
-    bitr leaderboard render        write leaderboard/README.md and leaderboard/index.html
+    bitr leaderboard render        write leaderboard/README.md, index.html and plots/<suite>.svg
     bitr sweep --algos A,B --envs E1,E2 --seeds 0,1,2 --out runs/sweep
                                    train and evaluate a grid of methods x families x seeds
 """
@@ -109,9 +109,10 @@ def _sweep(args) -> int:
 def _leaderboard_render(args) -> int:
     from bitr_eval.leaderboard import render
 
-    for warning in render(args.dir):
+    for warning in render(args.dir, args.results_page):
         print(f"bitr: warning: {warning}", file=sys.stderr)
-    print(f"wrote {os.path.join(args.dir, 'README.md')} and {os.path.join(args.dir, 'index.html')}")
+    written = [os.path.join(args.dir, name) for name in ("README.md", "index.html", "plots/")]
+    print("wrote " + ", ".join(written + ([args.results_page] if args.results_page else [])))
     return 0
 
 
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     filing.set_defaults(func=_leaderboard_add)
     rendering = commands.add_parser("render", help="write README.md and index.html from the filed results")
     rendering.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+    rendering.add_argument("--results-page", default=None, metavar="PAGE",
+                           help="also refresh the tables block of this Markdown page (docs/results.md)")
     rendering.set_defaults(func=_leaderboard_render)
     replaying = commands.add_parser("verify", help="play a filed entry's units again and compare the returns")
     replaying.add_argument("entry", help="an entry folder, e.g. leaderboard/results/quick/bitr-quick")

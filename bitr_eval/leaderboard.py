@@ -271,12 +271,22 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
     return target
 
 
-def render(directory: str | Path = "leaderboard") -> list[str]:
-    """Write README.md and index.html from the filed entries; return the warnings about skipped files."""
+def render(directory: str | Path = "leaderboard", results_page: str | Path | None = None) -> list[str]:
+    """Write README.md, index.html and one figure per suite (plots/<suite>.svg) from the filed
+    entries, and refresh the tables of `results_page` if given; return the warnings about skipped
+    files."""
     entries, warnings = filed(directory)
     views = [{**entry_view(e["name"], e["runs"]), "verification": e["verification"]} for e in entries]
     Path(directory, "README.md").write_text(markdown(views), encoding="utf-8")
     Path(directory, "index.html").write_text(page(views), encoding="utf-8")
+    plots = Path(directory, "plots")
+    plots.mkdir(exist_ok=True)
+    for suite_name, suite_views in by_suite(views):
+        (plots / f"{suite_name}.svg").write_text(figure(suite_views, SUITES[suite_name].protocols) + "\n",
+                                                   encoding="utf-8")
+    if results_page is not None:
+        path = Path(results_page)
+        path.write_text(with_results_tables(path.read_text(encoding="utf-8"), views), encoding="utf-8")
     return warnings
 
 
@@ -466,6 +476,41 @@ def markdown(views: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+RESULTS_BEGIN = "<!-- results tables: written by `bitr leaderboard render --results-page`; do not edit by hand -->"
+RESULTS_END = "<!-- end of results tables -->"
+
+
+def results_tables(views: list[dict]) -> str:
+    """Per suite, one row per entry and a column per protocol: the mean, then the IQM, with 95%
+    intervals; ranked entries by their first protocol's mean, then the references."""
+    lines = []
+    for suite_name, entries in by_suite(views):
+        protocols = SUITES[suite_name].protocols
+        ordered = [v for _, v in standings(entries, protocols[0])] + references(entries)
+        for key, title in (("mean", "mean"), ("iqm", "IQM")):
+            lines += ["", f"Suite `{suite_name}`, {title} normalised score [95% CI]:", "",
+                      "| Entry | Runs | " + " | ".join(protocols) + (" | iid→ood drop | Training time |" if key == "mean"
+                                                                      else " |"),
+                      "| --- | --- |" + " ---: |" * (len(protocols) + (2 if key == "mean" else 0))]
+            for v in ordered:
+                name = md(v["name"]) + ("" if v["role"] == "ranked" else f" ({v['role']})")
+                cells = [name, runs_text(v)] + [ci_text(v, p, key) for p in protocols]
+                if key == "mean":
+                    cells += [drop_text(v), wall_text(v)]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines[1:])
+
+
+def with_results_tables(text: str, views: list[dict]) -> str:
+    """`text` with the block between RESULTS_BEGIN and RESULTS_END replaced by fresh tables."""
+    if RESULTS_BEGIN not in text or RESULTS_END not in text:
+        raise ValueError(f"the results page has no table block: put the two lines\n{RESULTS_BEGIN}\n{RESULTS_END}\n"
+                         "where the tables go")
+    head, rest = text.split(RESULTS_BEGIN, 1)
+    _, tail = rest.split(RESULTS_END, 1)
+    return f"{head}{RESULTS_BEGIN}\n{results_tables(views)}\n{RESULTS_END}{tail}"
+
+
 def _md_row(view: dict, protocol: str) -> str:
     cells = [md(view["name"]), md(view["agent"]), runs_text(view), ci_text(view, protocol),
              ci_text(view, protocol, "iqm"), drop_text(view), wall_text(view)]
@@ -490,7 +535,6 @@ tbody.anchors th{font-weight:600;padding-top:.8rem}
 tbody.anchors td{color:#57606a}
 fieldset{border:1px solid #d0d7de;border-radius:6px;margin:1rem 0}
 fieldset label{margin-right:1rem;white-space:nowrap}
-ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.3rem 1.4rem}
 svg.plot{width:100%;max-width:760px;height:auto}
 """
 
@@ -593,9 +637,13 @@ def _unit_rows(entries: list[dict]) -> list[str]:
     return rows
 
 
-def _plot(entries: list[dict], protocols: list[str]) -> str:
-    """Normalised score per protocol: each entry's mean with its 95% CI bar (hand-written SVG)."""
-    width, height, left, top, bottom = 760, 280, 60, 14, 34
+def figure(entries: list[dict], protocols: list[str]) -> str:
+    """Normalised score per protocol: each entry's mean with its 95% CI bar, legend below; a
+    standalone SVG (hand-written: a few lines and dots need no plotting library)."""
+    width, plot_height, left, top, bottom = 760, 280, 60, 14, 34
+    columns, row_height = 3, 18
+    legend_rows = -(-len(entries) // columns)
+    height = plot_height + 8 + legend_rows * row_height
     values = [0.0, 100.0] + [x for v in entries for p in protocols if score(v, p) is not None
                              for x in v["protocols"][p]["mean_ci95"]]
     step = 25
@@ -604,17 +652,19 @@ def _plot(entries: list[dict], protocols: list[str]) -> str:
     low, high = step * math.floor(min(values) / step), step * math.ceil(max(values) / step)
 
     def y(value: float) -> str:
-        return f"{top + (high - value) / (high - low) * (height - top - bottom):.1f}"
+        return f"{top + (high - value) / (high - low) * (plot_height - top - bottom):.1f}"
 
     band = (width - left) / len(protocols)
     parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="normalised score per protocol" font-size="12" fill="#1b1f24">']
+             f'aria-label="normalised score per protocol" font-family="sans-serif" font-size="12" fill="#1b1f24">',
+             f'<rect width="{width}" height="{height}" fill="#fff"/>']
     for tick in range(low, high + 1, step):
         dash = ' stroke-dasharray="4 3"' if tick in (0, 100) else ""  # random and expert
         parts.append(f'<line x1="{left}" x2="{width}" y1="{y(tick)}" y2="{y(tick)}" stroke="#d0d7de"{dash}/>'
                      f'<text x="{left - 6}" y="{y(tick)}" text-anchor="end" dominant-baseline="middle">{tick}</text>')
     for b, protocol in enumerate(protocols):
-        parts.append(f'<text x="{left + band * (b + .5):.1f}" y="{height - 10}" text-anchor="middle">{esc(protocol)}</text>')
+        parts.append(f'<text x="{left + band * (b + .5):.1f}" y="{plot_height - 10}" text-anchor="middle">'
+                     f'{esc(protocol)}</text>')
         for i, v in enumerate(entries):
             summary = v["protocols"].get(protocol)
             if summary is None:
@@ -624,13 +674,17 @@ def _plot(entries: list[dict], protocols: list[str]) -> str:
             parts.append(f'<g stroke="{stroke}" stroke-width="2"><title>{esc(v["name"])}, {esc(protocol)}: '
                          f'{ci_text(v, protocol)}</title><line x1="{x}" x2="{x}" y1="{y(lo)}" y2="{y(hi)}"/>'
                          f'<circle cx="{x}" cy="{y(summary["mean"])}" r="4.5" fill="{fill}"/></g>')
-    parts.append(f'<text transform="translate(16 {(height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">'
-                 "normalised score</text></svg>")
-    legend = "".join(
-        '<li><svg width="12" height="12" viewBox="0 0 12 12"><circle cx="6" cy="6" r="4.5" stroke-width="2" '
-        f'stroke="{_colours(i, v)[0]}" fill="{_colours(i, v)[1]}"/></svg> {esc(v["name"])}'
-        f'{"" if v["role"] == "ranked" else " (" + v["role"] + ")"}</li>' for i, v in enumerate(entries))
-    return "".join(parts) + f'<ul class="legend">{legend}</ul>'
+    parts.append(f'<text transform="translate(16 {(plot_height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">'
+                 "normalised score</text>")
+    column_width = (width - left) / columns
+    for i, v in enumerate(entries):
+        stroke, fill = _colours(i, v)
+        x, y_row = left + column_width * (i % columns), plot_height + 8 + row_height * (i // columns)
+        label = v["name"] + ("" if v["role"] == "ranked" else f" ({v['role']})")
+        parts.append(f'<circle cx="{x + 6:.1f}" cy="{y_row + 6}" r="4.5" stroke="{stroke}" stroke-width="2" '
+                     f'fill="{fill}"/><text x="{x + 16:.1f}" y="{y_row + 6}" dominant-baseline="middle">'
+                     f'{esc(label)}</text>')
+    return "".join(parts) + "</svg>"
 
 
 def page(views: list[dict]) -> str:
@@ -653,7 +707,7 @@ def page(views: list[dict]) -> str:
     for suite_name, entries in suites:
         protocols = SUITES[suite_name].protocols
         body.append(f'<section id="suite-{esc(suite_name)}"><h2>Suite {esc(suite_name)}</h2>'
-                    f"<p>{esc(SUITES[suite_name].description)}</p>{_plot(entries, protocols)}")
+                    f"<p>{esc(SUITES[suite_name].description)}</p>{figure(entries, protocols)}")
         for protocol in protocols:
             ranking = [_ranking_row(_num(rank or "–", rank), v, protocol) for rank, v in standings(entries, protocol)]
             others = [_ranking_row(f'<td class="muted">{v["role"]}</td>', v, protocol) for v in references(entries)]

@@ -160,6 +160,7 @@ def unit_context(unit: Unit, data, task: int, rng: np.random.Generator) -> dict[
 # The envs, from the registry -----------------------------------------------------------------
 
 LITE_ENVS = ("bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0", "bitr/CheetahVelSparse-v0", "bitr/ReachSparse-v0")
+LITE_CORE_ENVS = LITE_ENVS[:2]  # where every method and BITR's ablations are compared first
 FULL_ENVS = tuple(ENVS)  # every registered id
 
 
@@ -189,11 +190,11 @@ def _behaviour_protocols(env_id: str) -> list[str]:
     return [f"offline-{pool}:{b}" for pool in ("iid", "ood") for b in pools[pool]]
 
 
-def _lite_behaviours() -> Suite:
-    units = tuple(unit for env_id in LITE_ENVS
+def _behaviours(name: str, of: str, env_ids) -> Suite:
+    units = tuple(unit for env_id in env_ids
                   for unit in _units([env_id], "test", "lite", 2, 2, _behaviour_protocols(env_id)))
-    return Suite(name="lite-behaviours",
-                 description="The lite suite's offline protocols, with context from one behaviour policy at "
+    return Suite(name=name,
+                 description=f"The {of} suite's offline protocols, with context from one behaviour policy at "
                  "a time: the per-behaviour breakdown of offline-iid and offline-ood.",
                  seeds=(0, 1, 2), units=units)
 
@@ -237,7 +238,15 @@ SUITES: Mapping[str, Suite] = _Suites({
         seeds=(0, 1, 2),
         units=_units(LITE_ENVS, "test", "lite", 2, 2),
     ),
-    "lite-behaviours": _lite_behaviours,
+    "lite-behaviours": lambda: _behaviours("lite-behaviours", "lite", LITE_ENVS),
+    "lite-core": lambda: Suite(
+        name="lite-core",
+        description="The lite suite's first two families, Point-Robot-Sparse and Cheetah-Vel (the same "
+        "units): where every method and BITR's ablations are compared first.",
+        seeds=(0, 1, 2),
+        units=_units(LITE_CORE_ENVS, "test", "lite", 2, 2),
+    ),
+    "lite-core-behaviours": lambda: _behaviours("lite-core-behaviours", "lite-core", LITE_CORE_ENVS),
     "full": lambda: Suite(
         name="full",
         description="Every family, test tasks and (where defined) ood tasks; full datasets; 5 seeds.",

@@ -138,6 +138,11 @@ def test_suites_come_from_the_registry():
     behaviours = suite("lite-behaviours")
     assert all(":" in p for p in behaviours.protocols) and "offline-ood:detour" in behaviours.protocols
     assert all(u.kind.behaviour for u in behaviours.units)
+    # the core suites are the same units as their parents', on the first two families
+    core, lite = suite("lite-core"), suite("lite")
+    assert {u.env_id for u in core.units} == {"bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0"}
+    assert set(core.units) == {u for u in lite.units if u.env_id in {x.env_id for x in core.units}}
+    assert set(suite("lite-core-behaviours").units) < set(behaviours.units) and core.seeds == lite.seeds
 
 
 def test_evaluate_help_lists_the_suites():

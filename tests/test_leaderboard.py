@@ -374,13 +374,31 @@ def test_render_skips_and_warns_about_invalid_and_old_files(tmp_path, capsys):
     assert "good" in readme and "outdated" not in readme and "old one" not in readme
 
 
-def test_the_committed_board_passes_every_check(tmp_path):
+def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_path):
+    """Every filed number recomputed and every checksum pinned; the committed README, figures and
+    the results page's tables are what `bitr leaderboard render --results-page` makes of them."""
     import pathlib
 
-    shutil.copytree(pathlib.Path(__file__).parent.parent / "leaderboard" / "results", tmp_path / "results")
-    assert render(tmp_path) == []  # every filed number recomputed, every dataset checksum pinned
+    root = pathlib.Path(__file__).parent.parent
+    shutil.copytree(root / "leaderboard" / "results", tmp_path / "results")
+    shutil.copy(root / "docs" / "results.md", tmp_path / "results.md")
+    assert render(tmp_path, tmp_path / "results.md") == []
     readme = (tmp_path / "README.md").read_text()
     assert "| 1 | BITR (quick) | bitr\\_agent:load | 3; re-played 3 units: matched |" in readme
+    assert readme == (root / "leaderboard" / "README.md").read_text()
+    assert (tmp_path / "results.md").read_text() == (root / "docs" / "results.md").read_text()
+    for plot in (tmp_path / "plots").iterdir():
+        assert plot.read_text() == (root / "leaderboard" / "plots" / plot.name).read_text()
+    assert sorted(p.name for p in (root / "leaderboard" / "plots").iterdir()) == sorted(
+        p.name for p in (tmp_path / "plots").iterdir())
+
+
+def test_the_results_page_needs_its_table_block(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\nno block here\n")
+    with pytest.raises(ValueError, match="no table block"):
+        render(tmp_path, page)
+    assert page.read_text() == "# Results\n\nno block here\n"  # left as it was
 
 
 def test_strings_from_results_are_escaped(tmp_path):
