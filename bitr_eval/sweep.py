@@ -11,7 +11,7 @@ Every run is one subprocess:
 and, once every family of (A, S) is trained,
 
     bitr evaluate --agent bitr_agent:load --checkpoint <out>/<A>/seed<S> --suite <suite> \
-        --out <out>/<A>/seed<S>/result.json --name "<A> seed <S>"
+        --out <out>/<A>/seed<S>/result-<suite>.json --name "<A> seed <S>"
 
 At most `jobs` runs go at once; an evaluation starts as soon as its families are trained, before
 any training still waiting. A trained run (its `agent.pt` exists) and an evaluated one (its result file holds every unit,
@@ -42,7 +42,12 @@ from pathlib import Path
 from typing import Optional
 
 DONE_FILE = "agent.pt"
-RESULT_FILE = "result.json"
+
+
+def result_file(suite_name: str) -> str:
+    """One result file per suite: the same checkpoints are evaluated on several suites."""
+    return f"result-{suite_name}.json"
+
 TRAIN_TEMPLATE = ("bitr-agent train --algo {algo} --dataset {dataset} --profile {profile} --seed {seed} "
                   "--out {out}")
 EVAL_TEMPLATE = ("bitr evaluate --agent bitr_agent:load --checkpoint {checkpoint} --suite {suite} "
@@ -129,7 +134,7 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
                 runs.append(Run("train", algo, seed, _fill(train_template, values), folder, env,
                                 {"algo": algo, "seed": seed, "profile": profile, "dataset": dataset}))
             trains[(algo, seed)] = runs
-            result = checkpoint / RESULT_FILE
+            result = checkpoint / result_file(suite_name)
             values = {"algo": algo, "seed": seed, "checkpoint": str(checkpoint), "suite": suite_name,
                       "result": str(result), "name": f"{algo} seed {seed}", "profile": profile}
             if eval_template is None:
@@ -212,7 +217,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             for run in runs:
                 echo(("# done: " if trained(run) else "") + shlex.join(run.command))
             run = evals[key]
-            echo(("# done: " if evaluated(run.folder / RESULT_FILE, suite_name) else "") + shlex.join(run.command))
+            echo(("# done: " if evaluated(run.folder / result_file(suite_name), suite_name) else "") + shlex.join(run.command))
         return outcome
     if executor not in ("local", "ray"):
         raise ValueError(f"Unknown executor {executor!r}: use 'local' or 'ray'.")
@@ -238,7 +243,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             if key in failed_keys:
                 outcome["blocked"].append(run.label)
                 echo(f"skip   {run.label}: a family failed to train")
-            elif evaluated(run.folder / RESULT_FILE, suite_name):
+            elif evaluated(run.folder / result_file(suite_name), suite_name):
                 outcome["done"].append(run.label)
                 echo(f"done   {run.label} (finished before)")
             else:
@@ -259,7 +264,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             run = pending.pop(handle)
             ok = code == 0 and (run.kind != "train" or trained(run))
             if ok and run.kind == "evaluate":
-                ok = evaluated(run.folder / RESULT_FILE, suite_name)
+                ok = evaluated(run.folder / result_file(suite_name), suite_name)
             if ok:
                 outcome["ok"].append(run.label)
                 echo(f"ok     {run.label} ({seconds:.0f} s)")

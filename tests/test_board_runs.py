@@ -230,7 +230,7 @@ def test_sweep_trains_then_evaluates_and_resumes(tmp_path, fakes):
             training = json.loads((folder / "point-robot-sparse" / "training.json").read_text())
             assert training["algo"] == algo and training["seed"] == seed and training["wall_seconds"] >= 0
             assert training["dataset"] == "bitr/point-robot-sparse/train-iid-tiny-v0"
-            assert json.loads((folder / "result.json").read_text())["submission"]["name"] == "fake"
+            assert json.loads((folder / "result-tiny.json").read_text())["submission"]["name"] == "fake"
     again, _ = run_sweep(out, fakes)
     assert again["ok"] == [] and len(again["done"]) == 8
 
@@ -253,7 +253,7 @@ def test_sweep_dry_run_prints_the_commands(tmp_path, capsys):
     assert lines[0] == (f"bitr-agent train --algo bitr --dataset bitr/point-robot-sparse/train-iid-lite-v0 "
                         f"--profile lite --seed 0 --out {tmp_path}/s/bitr/seed0/point-robot-sparse")
     assert lines[2] == (f"bitr evaluate --agent bitr_agent:load --checkpoint {tmp_path}/s/bitr/seed0 --suite lite "
-                        f"--out {tmp_path}/s/bitr/seed0/result.json --name 'bitr seed 0' "
+                        f"--out {tmp_path}/s/bitr/seed0/result-lite.json --name 'bitr seed 0' "
                         "--env bitr/PointRobotSparse-v0 --env bitr/CheetahVel-v0")
     assert not (tmp_path / "s").exists()
     assert main(["sweep", "--algos", "bitr", "--envs", "bitr/AntDir-v0", "--seeds", "0", "--out", "x", "--dry-run"]) == 2
@@ -269,7 +269,7 @@ def test_sweep_on_ray_gives_the_same_outcome(tmp_path, fakes):
         ray.shutdown()
     assert on_ray == local
     for path in (tmp_path / "local").rglob("*"):
-        if path.name in ("agent.pt", "result.json"):
+        if path.name in ("agent.pt", "result-tiny.json"):
             assert (tmp_path / "ray" / path.relative_to(tmp_path / "local")).read_bytes() == path.read_bytes()
 
 
@@ -291,8 +291,8 @@ def test_sweep_keeps_a_relative_folder_relative(tmp_path, fakes, monkeypatch):
     sweep(["bitr"], ["bitr/PointRobotSparse-v0"], [0], "tiny", "tiny", "runs", jobs=1,
           train_template=fakes[0], eval_template=fakes[1], echo=lambda line: None)
     assert (tmp_path / "runs/bitr/seed0/point-robot-sparse/agent.pt").exists()
-    assert (tmp_path / "runs/bitr/seed0/result.json").exists()
+    assert (tmp_path / "runs/bitr/seed0/result-tiny.json").exists()
     _, evals = plan(["bitr"], ["bitr/PointRobotSparse-v0"], [0], "tiny", "tiny", "runs")
     command = evals[("bitr", 0)].command
     assert command[command.index("--checkpoint") + 1] == "runs/bitr/seed0"
-    assert command[command.index("--out") + 1] == "runs/bitr/seed0/result.json"
+    assert command[command.index("--out") + 1] == "runs/bitr/seed0/result-tiny.json"
