@@ -155,7 +155,8 @@ def _datasets_build(args) -> int:
     with ShardExecutor(args.jobs, args.executor) as runner:  # one pool (or Ray session) for all
         for dataset_id in todo:
             with tqdm(total=planned_steps(dataset_id), desc=dataset_id, unit="step", unit_scale=True) as bar:
-                path = build(dataset_id, num_envs=args.num_envs, progress=bar.update, runner=runner)
+                path = build(dataset_id, num_envs=args.num_envs, progress=bar.update, runner=runner,
+                             on_wait=lambda message: bar.write(f"{dataset_id}: {message}"))
                 bar.total = bar.n  # episodes that ended early leave the bound unreached
             print(f"{dataset_id}: built at {path}")
     return 0

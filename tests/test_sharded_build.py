@@ -153,3 +153,31 @@ def test_a_sigkilled_build_resumes(one_process, tmp_path, monkeypatch):
     shards.build(CHEETAH, on_shard=lambda shard, was_reused: was_reused and reused.append(shard.index))
     assert len(reused) == finished >= 3
     assert file_hashes(CHEETAH) == expected[CHEETAH]
+
+
+def test_a_second_build_of_one_id_waits_for_the_first_and_gets_its_dataset(one_process, tmp_path, monkeypatch):
+    """Two builds of one id never interleave: the second waits, names the first's pid, and
+    returns the dataset the first made instead of writing it again."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    from bitr_envs.datasets.storage import build_lock, data_file
+
+    _, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    with build_lock(CHEETAH) as waited:  # this test is the first build
+        assert not waited
+        second = subprocess.Popen([sys.executable, "-m", "bitr_eval.cli", "datasets", "build", CHEETAH],
+                                  env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert select.select([second.stdout], [], [], 120)[0], "the second build said nothing"
+        line = second.stdout.readline()
+        assert f"another build of {CHEETAH} is running (pid {os.getpid()}); waiting for it to finish" in line
+        assert second.poll() is None and not exists(CHEETAH)
+        shards._build(recipe(CHEETAH), 16, None, 1, "local", None, None)
+        built = data_file(CHEETAH).stat().st_mtime_ns
+    assert second.wait(120) == 0
+    assert f"{CHEETAH}: built at" in second.stdout.read()
+    assert data_file(CHEETAH).stat().st_mtime_ns == built  # not written again
+    assert file_hashes(CHEETAH) == expected[CHEETAH]

@@ -306,16 +306,17 @@ def _version() -> str:
 
 
 def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
-          runner=None) -> Path:
+          runner=None, on_wait: Optional[Callable[[str], None]] = None) -> Path:
     """Collect and write one dataset from its recipe; returns the dataset's folder.
 
     Collection runs in shards (`shards.py`): `jobs` local processes, or Ray tasks with
     `executor="ray"`; an interrupted build resumes from the shards it finished. The dataset's
-    bytes are the same for every `jobs`, `executor` and `num_envs`.
+    bytes are the same for every `jobs`, `executor` and `num_envs`. A second build of the same
+    id waits for the first (`on_wait` is told) and returns what it made.
     """
     from bitr_envs.datasets import shards
 
-    return shards.build(dataset_id, num_envs, progress, jobs, executor, runner)
+    return shards.build(dataset_id, num_envs, progress, jobs, executor, runner, on_wait=on_wait)
 
 
 def planned_steps(dataset_id: str) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 from bitr_envs.datasets.collect import (Episode, Job, Progress, _version, collect, dataset_jobs, reference_jobs,
                                         reference_means, write_dataset)
 from bitr_envs.datasets.recipes import Recipe, recipe
-from bitr_envs.datasets.storage import atomic_write, datasets_root
+from bitr_envs.datasets.storage import atomic_write, build_lock, dataset_path, datasets_root, exists
 
 SHARD_STEPS = 20_000  # planned steps per shard (episodes x horizon): what a worker holds, a few MB; small enough to balance 2 workers
 SHARDS_DIR = ".bitr-shards"
@@ -256,12 +256,20 @@ class ShardExecutor:
 
 # ----- a whole build -------------------------------------------------------------------------
 def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
-          runner: Optional[ShardExecutor] = None, on_shard: Optional[Callable[[Shard, bool], None]] = None) -> Path:
+          runner: Optional[ShardExecutor] = None, on_shard: Optional[Callable[[Shard, bool], None]] = None,
+          on_wait: Optional[Callable[[str], None]] = None) -> Path:
     """Collect the shards a previous run did not finish, then write the dataset from all of
     them; returns the dataset's folder. `runner` (an open `ShardExecutor`) is shared between
     builds; else one is opened with `jobs` and `executor`. `on_shard(shard, reused)` is told of
-    every shard as it is found on disk or written."""
-    r = recipe(dataset_id)
+    every shard as it is found on disk or written. One build of an id runs at a time: another
+    waits for it (`on_wait` is told) and then returns the dataset it made (the same bytes)."""
+    with build_lock(dataset_id, on_wait) as waited:
+        if waited and exists(dataset_id):
+            return dataset_path(dataset_id)
+        return _build(recipe(dataset_id), num_envs, progress, jobs, executor, runner, on_shard)
+
+
+def _build(r: Recipe, num_envs, progress, jobs, executor, runner, on_shard) -> Path:
     shards = plan(r)
     folder = shard_folder(r)
     if folder.parent.exists():  # shards of another recipe of this id: useless now

@@ -49,6 +49,40 @@ def exists(dataset_id: str, root: Optional[Path] = None) -> bool:
     return ((root or datasets_root()) / dataset_id / "data" / METADATA_FILE).exists()
 
 
+LOCKS_DIR = ".bitr-locks"
+
+
+@contextmanager
+def build_lock(dataset_id: str, on_wait: Optional[Callable[[str], None]] = None) -> Iterator[bool]:
+    """Hold the build lock of `dataset_id` (an flock, so it goes with its process, even killed);
+    yields whether another build held it first. `on_wait(message)` is told when it must wait.
+    The lock files stay (a few bytes each): removing one while a build waits on it would let a
+    third build in."""
+    import fcntl
+
+    path = datasets_root() / LOCKS_DIR / (dataset_id.replace("/", "--") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        waited = False
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            if on_wait is not None:
+                on_wait(f"another build of {dataset_id} is running (pid {holder}); waiting for it to finish")
+            fcntl.flock(f, fcntl.LOCK_EX)
+            waited = True
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield waited
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @contextmanager
 def environment(name: str, value: str) -> Iterator[None]:
     """Set the environment variable `name` for the duration (Minari reads its settings there)."""
