@@ -136,10 +136,12 @@ def _nearest_centroid_accuracy(z: np.ndarray, labels: np.ndarray) -> float:
 
 
 # ----- checkpoints ----------------------------------------------------------------------------
-def save_checkpoint(path: Path, learner: Method, cfg: Config, iteration: int, rng: np.random.Generator) -> None:
+def save_checkpoint(path: Path, learner: Method, cfg: Config, iteration: int, rng: np.random.Generator,
+                    seconds: float) -> None:
     atomic_save({
         "config": dataclasses.asdict(cfg),
         "iteration": iteration,
+        "seconds": seconds,  # training wall time so far, carried over a resume
         "modules": {name: m.state_dict() for name, m in learner.modules().items()},
         "log_alpha": learner.log_alpha.detach().clone(),
         "numpy_rng": rng.bit_generator.state,
@@ -192,7 +194,7 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
     rng = np.random.default_rng(cfg.seed)
     learner = algo(cfg, all_obs.shape[1], space.shape[0], len(data.behaviour_names), len(data.tasks),
                    task_dim=len(features[0]))
-    iteration = 0
+    iteration, elapsed = 0, 0.0
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
         state = load_weights(checkpoint)
@@ -209,6 +211,7 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         iteration = state["iteration"]
+        elapsed = _truncate_metrics(out / "metrics.csv", iteration, state.get("seconds"))
         print(f"resumed from {checkpoint} at iteration {iteration}")
     sampler = Sampler(tasks, cfg, rng)
     # No value can exceed the largest reward's discounted sum (check_health allows ten times it).
@@ -219,7 +222,7 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
     total = cfg.wm_iterations + cfg.sac_iterations
     columns = metric_columns(algo)
     metrics_path = out / "metrics.csv"
-    started = time.monotonic()
+    started = time.monotonic() - elapsed  # "seconds" counts the work kept, over every process of the run
     last: dict = {}
     while iteration < total:
         if stop_after is not None and iteration >= stop_after:
@@ -240,7 +243,7 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
                 print(f"[{iteration}/{total}] {phase}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items() if isinstance(v, float)), flush=True)
             check_health(last, phase, iteration, cfg, max_return, out)
         if iteration % cfg.checkpoint_every == 0 or iteration == total:
-            save_checkpoint(checkpoint, learner, cfg, iteration, rng)
+            save_checkpoint(checkpoint, learner, cfg, iteration, rng, time.monotonic() - started)
     agent = _agent_weights(learner, cfg, data, obs_mean, obs_std, action_scale, sampler)
     atomic_save(agent, out / "agent.pt")
     return last
@@ -315,6 +318,24 @@ def metric_columns(algo) -> list[str]:
             *[m for m in POLICY_METRICS if m not in algo.loss_names], *DIAGNOSTICS]
 
 
+def _truncate_metrics(path: Path, iteration: int, seconds) -> float:
+    """Drop the rows a killed process logged past the checkpoint it is resumed from (the resume
+    logs them again), and return the training seconds at the checkpoint: its own record, else
+    (a checkpoint that has none) its iteration's row, else 0."""
+    if not path.exists():
+        return float(seconds or 0.0)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns, rows = reader.fieldnames, [row for row in reader if int(row["iteration"]) <= iteration]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    if seconds is None:
+        seconds = next((float(row["seconds"]) for row in rows if int(row["iteration"]) == iteration), 0.0)
+    return float(seconds)
+
+
 def _append_csv(path: Path, row: dict, columns: list[str]) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -338,8 +359,8 @@ def suggested_suite(env_id: str, dataset_id: str, profile: str):
 
 def _write_training_record(out: Path, cfg: Config, profile: str) -> None:
     """`out/training.json`, which `bitr evaluate` copies into the result: how the agent was made.
-    The wall time is the training process's own (the last row of metrics.csv; a resumed run
-    counts the process that finished it)."""
+    The wall time is the last row of metrics.csv: the work kept, over every process of a
+    resumed run (what a killed process did after its last checkpoint is not counted)."""
     with open(out / "metrics.csv", newline="") as f:
         seconds = float(list(csv.DictReader(f))[-1]["seconds"])
     write_json_atomic(out / "training.json", {"wall_seconds": seconds, "algo": cfg.algo, "seed": cfg.seed,

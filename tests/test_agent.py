@@ -109,6 +109,25 @@ def test_switching_the_invariance_terms_off():
     assert all(torch.equal(a, b) for a, b in zip(before, learner.encoder.parameters()))
 
 
+def test_a_resumed_run_logs_each_iteration_once_and_keeps_counting_its_time(tmp_path):
+    import csv
+
+    cfg = dataclasses.replace(SMALL, checkpoint_every=40)
+    out = tmp_path / "run"
+
+    def rows():
+        with open(out / "metrics.csv", newline="") as f:
+            return [(int(r["iteration"]), float(r["seconds"])) for r in csv.DictReader(f)]
+
+    train(cfg, out, progress=False, stop_after=70)  # killed after logging 60; its last checkpoint is at 40
+    assert [i for i, _ in rows()] == [20, 40, 60]
+    at_checkpoint = rows()[1][1]
+    train(cfg, out, progress=False)
+    iterations, seconds = zip(*rows())
+    assert list(iterations) == [20, 40, 60, 80]  # 60 logged once, by the process that kept it
+    assert list(seconds) == sorted(seconds) and seconds[1] == at_checkpoint  # one clock over both processes
+
+
 def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, tmp_path):
     interrupted = tmp_path / "interrupted"
     train(SMALL, interrupted, progress=False, stop_after=30)  # as if killed at iteration 30
