@@ -152,13 +152,16 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
         agent.request("init", _spaces(env), expected="ready", spec=_absolute_spec(submission["agent"]),
                       env_id=unit.env_id, checkpoint=_absolute(submission.get("checkpoint")),
                       agent_args=submission.get("agent_args") or {})
-        context_data = load(unit.context_dataset) if unit.context_dataset else None
         online = unit.protocol == "online"
         n_episodes = unit.explore_episodes + unit.episodes if online else unit.episodes
         report("ready", process.isolation)
         agent.next_episode()
 
+        context_data = None
         for task in range(len(env.unwrapped.tasks)):
+            if unit.context_dataset:  # one task's episodes in memory at a time, whatever the dataset's size
+                context_data = load(unit.context_dataset, tasks=[task])
+                agent.next_episode()  # the agent's clock does not run while the evaluator reads
             for seed in seeds:
                 agent.request("reset")
                 if privileged:

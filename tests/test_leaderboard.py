@@ -384,7 +384,7 @@ def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_pa
     shutil.copy(root / "docs" / "results.md", tmp_path / "results.md")
     assert render(tmp_path, tmp_path / "results.md") == []
     readme = (tmp_path / "README.md").read_text()
-    assert "| 1 | BITR (quick) | bitr\\_agent:load | 3; re-played 3 units: matched |" in readme
+    assert "| 1 | BITR (quick) | bitr\\_agent:load | 3; re-played 9 units: matched |" in readme
     assert readme == (root / "leaderboard" / "README.md").read_text()
     assert (tmp_path / "results.md").read_text() == (root / "docs" / "results.md").read_text()
     for plot in (tmp_path / "plots").iterdir():
