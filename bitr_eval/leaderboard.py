@@ -343,8 +343,12 @@ def entry_view(name: str, runs: list[dict]) -> dict:
             summary = summarize_runs(_task_matrix(runs, [unit]))
         else:
             summary = records[0]["summary"]
+        returns = [e["return"] for rec in records if rec["status"] == "ok" for e in rec["episodes"]
+                   if e["phase"] == "score"]
         view["units"].append({"unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split,
-                              "protocol": unit.protocol, "summary": summary, "failures": failures})
+                              "protocol": unit.protocol, "summary": summary, "failures": failures,
+                              # what the peers' papers report: the mean undiscounted return of a scored episode
+                              "raw_return": float(np.mean(returns)) if returns and not failures else None})
     return view
 
 
@@ -498,6 +502,15 @@ def results_tables(views: list[dict]) -> str:
                 if key == "mean":
                     cells += [drop_text(v), wall_text(v)]
                 lines.append("| " + " | ".join(cells) + " |")
+        if all(":" not in p for p in protocols):  # the plain protocols: the units the peers' tables have
+            units = [u.unit_id for u in SUITES[suite_name].units]
+            lines += ["", f"Suite `{suite_name}`, raw return of a scored episode (mean over training runs, tasks, "
+                      "seeds and episodes):", "", "| Entry | " + " | ".join(f"`{u}`" for u in units) + " |",
+                      "| --- |" + " ---: |" * len(units)]
+            for v in ordered:
+                raw = {u["unit_id"]: u["raw_return"] for u in v["units"]}
+                lines.append(f"| {md(v['name'])} | " + " | ".join("–" if raw[u] is None else f"{raw[u]:.1f}"
+                                                                  for u in units) + " |")
     return "\n".join(lines[1:])
 
 

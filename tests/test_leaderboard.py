@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 
 from bitr_envs.datasets import storage
@@ -477,3 +478,19 @@ def test_index_html_in_a_browser(tmp_path, browser):
     assert page.get_by_text("failed: agent.act raised ValueError: <img src=x onerror=alert(2)>").count() == 1
     page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
     assert dialogs == [] and errors == []
+
+
+def test_raw_returns_count_scored_episodes_only():
+    """The raw-return table (what the peers' papers report) leaves out online exploration."""
+    import pathlib
+
+    from bitr_eval.leaderboard import entry_view
+
+    path = pathlib.Path(__file__).parent.parent / "leaderboard" / "results" / "quick" / "bitr-quick" / "run-1.json"
+    run = json.loads(path.read_text())
+    online = next(u for u in run["units"] if u["protocol"] == "online")
+    scored = [e["return"] for e in online["episodes"] if e["phase"] == "score"]
+    explored = [e["return"] for e in online["episodes"] if e["phase"] == "explore"]
+    assert scored and explored and np.mean(scored) != np.mean(scored + explored)
+    view = entry_view("BITR", [run])
+    assert next(u for u in view["units"] if u["protocol"] == "online")["raw_return"] == pytest.approx(np.mean(scored))
