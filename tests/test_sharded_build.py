@@ -181,3 +181,46 @@ def test_a_second_build_of_one_id_waits_for_the_first_and_gets_its_dataset(one_p
     assert f"{CHEETAH}: built at" in second.stdout.read()
     assert data_file(CHEETAH).stat().st_mtime_ns == built  # not written again
     assert file_hashes(CHEETAH) == expected[CHEETAH]
+
+
+class InProcessWorkers:
+    """A runner that collects in this process but presents itself as workers (as a pool or Ray
+    would), so the build writes while it collects; it can fail after `fail_after` shards."""
+
+    in_process = False
+
+    def __init__(self, root, fail_after=None):
+        self.root, self.fail_after, self.seen_writing = root, fail_after, False
+
+    def run(self, r, todo, num_envs, progress):
+        import time
+
+        for n, shard in enumerate(todo):
+            if n == self.fail_after:
+                raise RuntimeError("a worker died")
+            if n == len(todo) - 1:  # the last shard: the writer should be at work already
+                deadline = time.monotonic() + 30
+                while not self.seen_writing and time.monotonic() < deadline:
+                    self.seen_writing = any(self.root.glob(".bitr-build-*"))  # the writer's scratch copy
+                    time.sleep(0.01)
+            yield shard, shards.run_shard(r, shard, num_envs)
+
+
+def test_with_workers_the_dataset_is_written_while_they_collect(one_process, tmp_path, monkeypatch):
+    _, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    runner = InProcessWorkers(tmp_path)
+    shards.build(CHEETAH, runner=runner)
+    assert runner.seen_writing  # the writer started before the last shard came in
+    assert file_hashes(CHEETAH) == expected[CHEETAH]
+
+
+def test_a_failed_worker_leaves_no_dataset_and_no_writer(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="a worker died"):
+        shards.build(CHEETAH, runner=InProcessWorkers(tmp_path, fail_after=len(shards.plan(recipe(CHEETAH))) - 2))
+    assert not exists(CHEETAH) and not list(tmp_path.glob(".bitr-build-*"))
+    assert not any(t.name == "bitr-dataset-writer" for t in threading.enumerate())
+    assert len(list(shards.shard_folder(recipe(CHEETAH)).glob("shard-*.npz"))) >= 2  # kept for a resume

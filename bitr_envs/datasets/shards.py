@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,9 +138,13 @@ def _finished(path: Path, key: str) -> Optional[int]:
     return None
 
 
-def episodes_of(folder: Path, shards: Iterable[Shard]) -> Iterator[Episode]:
-    """The episodes of data shards, in order, read one shard at a time."""
+def episodes_of(folder: Path, shards: Iterable[Shard],
+                before_each: Optional[Callable[[Shard], None]] = None) -> Iterator[Episode]:
+    """The episodes of data shards, in order, read one shard at a time; `before_each(shard)` is
+    called before a shard is read (the overlapped writer waits there for it to be collected)."""
     for shard in shards:
+        if before_each is not None:
+            before_each(shard)
         with np.load(folder / shard.file_name, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
         ends = np.cumsum(arrays["lengths"])
@@ -289,25 +294,93 @@ def _build(r: Recipe, num_envs, progress, jobs, executor, runner, on_shard) -> P
         if on_shard is not None:
             on_shard(shard, True)
 
-    if todo:
-        with (ShardExecutor(jobs, executor) if runner is None else _borrowed(runner)) as running:
-            for shard, data in running.run(r, todo, num_envs, progress):
-                atomic_write(folder / shard.file_name, lambda f, data=data: f.write(data))
-                if progress is not None and not running.in_process:  # in process: told step by step
-                    with np.load(io.BytesIO(data)) as f:
-                        progress(int(f["lengths"].sum()))
-                if on_shard is not None:
-                    on_shard(shard, False)
-                del data
-
-    runs = [run for run in dict.fromkeys(s.run for s in shards) if run != DATA]
-    references = reference_means(r, {
-        run.removeprefix(REFERENCE): _returns_of(folder, [s for s in shards if s.run == run]) for run in runs
-    })
-    episodes = episodes_of(folder, [s for s in shards if s.run == DATA])
-    path = write_dataset(r, episodes, references, dict.fromkeys(r.behaviour_names))
+    writer = _ShardWriter(r, folder, shards, on_disk={s.index for s in shards} - {s.index for s in todo})
+    try:
+        if todo:
+            with (ShardExecutor(jobs, executor) if runner is None else _borrowed(runner)) as running:
+                for shard, data in running.run(r, todo, num_envs, progress):
+                    atomic_write(folder / shard.file_name, lambda f, data=data: f.write(data))
+                    if progress is not None and not running.in_process:  # in process: told step by step
+                        with np.load(io.BytesIO(data)) as f:
+                            progress(int(f["lengths"].sum()))
+                    if on_shard is not None:
+                        on_shard(shard, False)
+                    del data
+                    # with workers collecting, this process has a core's time to spare: write as they go
+                    writer.on_disk(shard, start=not running.in_process)
+        path = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
     _remove_shards(r)
     return path
+
+
+class _ShardWriter:
+    """Writes the dataset from its data shards, in order, on a thread of this process: started
+    once the reference runs are on disk (their means go in the dataset's metadata), it takes
+    each data shard as soon as it and those before it are there, so with workers collecting the
+    writing overlaps the collection instead of following it. The bytes are the same either way:
+    one pass over one file, the same episodes in the same order. While it writes, Minari's root
+    (an environment variable, so the whole process's) is the scratch folder: the builder's loop
+    uses only paths it computed before."""
+
+    def __init__(self, r: Recipe, folder: Path, shards: list[Shard], on_disk: set[int]):
+        self.r, self.folder, self.shards = r, folder, shards
+        self._on_disk, self._aborted = set(on_disk), False
+        self._changed = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+        self._outcome: list = []  # the dataset's path, or the exception that stopped the writing
+
+    def on_disk(self, shard: Shard, start: bool) -> None:
+        with self._changed:
+            self._on_disk.add(shard.index)
+            self._changed.notify_all()
+        if start:
+            self._start_when_ready()
+
+    def finish(self) -> Path:
+        self._start_when_ready()
+        self._thread.join()
+        if isinstance(self._outcome[0], BaseException):
+            raise self._outcome[0]
+        return self._outcome[0]
+
+    def abort(self) -> None:
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _start_when_ready(self) -> None:
+        references = [s for s in self.shards if s.run != DATA]
+        if self._thread is not None or any(s.index not in self._on_disk for s in references):
+            return
+        runs = list(dict.fromkeys(s.run for s in references))
+        means = reference_means(self.r, {
+            run.removeprefix(REFERENCE): _returns_of(self.folder, [s for s in references if s.run == run]) for run in runs
+        })
+        self._thread = threading.Thread(target=self._write, args=(means,), name="bitr-dataset-writer", daemon=True)
+        self._thread.start()
+
+    def _wait_for(self, shard: Shard) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: shard.index in self._on_disk or self._aborted)
+            if self._aborted:
+                raise _Aborted()
+
+    def _write(self, means: dict) -> None:
+        data = [s for s in self.shards if s.run == DATA]
+        try:
+            episodes = episodes_of(self.folder, data, before_each=self._wait_for)
+            self._outcome.append(write_dataset(self.r, episodes, means, dict.fromkeys(self.r.behaviour_names)))
+        except BaseException as err:  # handed to the builder's thread by finish()
+            self._outcome.append(err)
+
+
+class _Aborted(Exception):
+    """The build stopped (a worker failed, Ctrl-C): the writer gives up its scratch copy."""
 
 
 @contextmanager
