@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -31,7 +32,7 @@ from bitr_agent.data import Sampler, TaskArrays
 from bitr_agent.learner import Method
 from bitr_agent.methods import ALGOS, method
 from bitr_agent.utils import add_dataclass_flags, atomic_save, set_fields
-from bitr_envs.datasets.storage import write_json_atomic
+from bitr_envs.datasets.storage import atomic_write, write_json_atomic
 
 
 @dataclass
@@ -213,6 +214,8 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
         iteration = state["iteration"]
         elapsed = _truncate_metrics(out / "metrics.csv", iteration, state.get("seconds"))
         print(f"resumed from {checkpoint} at iteration {iteration}")
+    else:  # a run killed before its first checkpoint starts over, and so do its metrics
+        (out / "metrics.csv").unlink(missing_ok=True)
     sampler = Sampler(tasks, cfg, rng)
     # No value can exceed the largest reward's discounted sum (check_health allows ten times it).
     max_return = max(1.0, max(float(np.abs(t.rewards).max()) for t in data.tasks)) / (1 - cfg.gamma)
@@ -321,18 +324,20 @@ def metric_columns(algo) -> list[str]:
 def _truncate_metrics(path: Path, iteration: int, seconds) -> float:
     """Drop the rows a killed process logged past the checkpoint it is resumed from (the resume
     logs them again), and return the training seconds at the checkpoint: its own record, else
-    (a checkpoint that has none) its iteration's row, else 0."""
-    if not path.exists():
-        return float(seconds or 0.0)
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns, rows = reader.fieldnames, [row for row in reader if int(row["iteration"]) <= iteration]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+    (a checkpoint that has none) the last kept row's, else 0."""
+    rows, columns = [], None
+    if path.exists():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            columns, rows = reader.fieldnames, [row for row in reader if int(row["iteration"]) <= iteration]
+    if columns:  # rewritten whole or not at all: a kill now leaves the old file
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+        atomic_write(path, lambda f: f.write(text.getvalue().encode()))
     if seconds is None:
-        seconds = next((float(row["seconds"]) for row in rows if int(row["iteration"]) == iteration), 0.0)
+        seconds = float(rows[-1]["seconds"]) if rows else 0.0
     return float(seconds)
 
 

@@ -104,6 +104,7 @@ def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, p
                 break
             elif kind == "done":
                 break
+            # "loaded" (the worker read a task's context data): nothing to record; it restarts the wait
     finally:
         if process.is_alive():
             process.kill()

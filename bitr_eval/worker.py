@@ -160,8 +160,10 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
         context_data = None
         for task in range(len(env.unwrapped.tasks)):
             if unit.context_dataset:  # one task's episodes in memory at a time, whatever the dataset's size
+                context_data = None
                 context_data = load(unit.context_dataset, tasks=[task])
-                agent.next_episode()  # the agent's clock does not run while the evaluator reads
+                report("loaded", task)  # the supervisor's clock, like the agent's, restarts after the read
+                agent.next_episode()
             for seed in seeds:
                 agent.request("reset")
                 if privileged:

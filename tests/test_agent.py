@@ -115,17 +115,23 @@ def test_a_resumed_run_logs_each_iteration_once_and_keeps_counting_its_time(tmp_
     cfg = dataclasses.replace(SMALL, checkpoint_every=40)
     out = tmp_path / "run"
 
-    def rows():
-        with open(out / "metrics.csv", newline="") as f:
+    def rows(folder):
+        with open(folder / "metrics.csv", newline="") as f:
             return [(int(r["iteration"]), float(r["seconds"])) for r in csv.DictReader(f)]
 
     train(cfg, out, progress=False, stop_after=70)  # killed after logging 60; its last checkpoint is at 40
-    assert [i for i, _ in rows()] == [20, 40, 60]
-    at_checkpoint = rows()[1][1]
+    assert [i for i, _ in rows(out)] == [20, 40, 60]
+    at_checkpoint = rows(out)[1][1]
     train(cfg, out, progress=False)
-    iterations, seconds = zip(*rows())
+    iterations, seconds = zip(*rows(out))
     assert list(iterations) == [20, 40, 60, 80]  # 60 logged once, by the process that kept it
     assert list(seconds) == sorted(seconds) and seconds[1] == at_checkpoint  # one clock over both processes
+    # a run killed before its first checkpoint starts over, its metrics too
+    fresh = tmp_path / "fresh"
+    train(cfg, fresh, progress=False, stop_after=30)  # logged 20, no checkpoint yet
+    assert [i for i, _ in rows(fresh)] == [20] and not (fresh / "checkpoint.pt").exists()
+    train(cfg, fresh, progress=False)
+    assert [i for i, _ in rows(fresh)] == [20, 40, 60, 80]
 
 
 def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, tmp_path):
