@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -156,7 +157,8 @@ def _datasets_build(args) -> int:
         for dataset_id in todo:
             with tqdm(total=planned_steps(dataset_id), desc=dataset_id, unit="step", unit_scale=True) as bar:
                 path = build(dataset_id, num_envs=args.num_envs, progress=bar.update, runner=runner,
-                             on_wait=lambda message: bar.write(f"{dataset_id}: {message}"))
+                             on_wait=lambda message: bar.write(f"{dataset_id}: {message}", file=sys.stderr),
+                             force=args.force)  # another job may have built it since the list was made
                 bar.total = bar.n  # episodes that ended early leave the bound unreached
             print(f"{dataset_id}: built at {path}")
     return 0

@@ -169,16 +169,20 @@ def test_a_second_build_of_one_id_waits_for_the_first_and_gets_its_dataset(one_p
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     with build_lock(CHEETAH) as waited:  # this test is the first build
         assert not waited
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a batch job's log
         second = subprocess.Popen([sys.executable, "-m", "bitr_eval.cli", "datasets", "build", CHEETAH],
-                                  env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert select.select([second.stdout], [], [], 120)[0], "the second build said nothing"
-        line = second.stdout.readline()
+                                  env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        said = b""
+        while b"waiting" not in said:  # raw reads: the progress bar's frames end in \r, not \n
+            assert select.select([second.stderr], [], [], 120)[0], f"the second build said only {said!r}"
+            said += os.read(second.stderr.fileno(), 4096)
+        line = said.decode()
         assert f"another build of {CHEETAH} is running (pid {os.getpid()}); waiting for it to finish" in line
         assert second.poll() is None and not exists(CHEETAH)
         shards._build(recipe(CHEETAH), 16, None, 1, "local", None, None)
         built = data_file(CHEETAH).stat().st_mtime_ns
     assert second.wait(120) == 0
-    assert f"{CHEETAH}: built at" in second.stdout.read()
+    assert f"{CHEETAH}: built at" in second.stdout.read().decode()
     assert data_file(CHEETAH).stat().st_mtime_ns == built  # not written again
     assert file_hashes(CHEETAH) == expected[CHEETAH]
 
@@ -224,3 +228,15 @@ def test_a_failed_worker_leaves_no_dataset_and_no_writer(tmp_path, monkeypatch):
     assert not exists(CHEETAH) and not list(tmp_path.glob(".bitr-build-*"))
     assert not any(t.name == "bitr-dataset-writer" for t in threading.enumerate())
     assert len(list(shards.shard_folder(recipe(CHEETAH)).glob("shard-*.npz"))) >= 2  # kept for a resume
+
+
+def test_without_force_a_dataset_built_meanwhile_is_kept(one_process, monkeypatch):
+    """`bitr datasets build` lists what to build first; another job may build one of them before
+    this one reaches it: without --force, that dataset is kept, not written again."""
+    from bitr_envs.datasets.storage import data_file
+
+    root, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    before = data_file(POINT).stat().st_mtime_ns
+    shards.build(POINT, force=False)
+    assert data_file(POINT).stat().st_mtime_ns == before and file_hashes(POINT) == expected[POINT]

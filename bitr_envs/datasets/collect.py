@@ -306,17 +306,18 @@ def _version() -> str:
 
 
 def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
-          runner=None, on_wait: Optional[Callable[[str], None]] = None) -> Path:
+          runner=None, on_wait: Optional[Callable[[str], None]] = None, force: bool = True) -> Path:
     """Collect and write one dataset from its recipe; returns the dataset's folder.
 
     Collection runs in shards (`shards.py`): `jobs` local processes, or Ray tasks with
     `executor="ray"`; an interrupted build resumes from the shards it finished. The dataset's
     bytes are the same for every `jobs`, `executor` and `num_envs`. A second build of the same
-    id waits for the first (`on_wait` is told) and returns what it made.
+    id waits for the first (`on_wait` is told) and returns what it made; without `force`, a
+    dataset that exists by the time this build may start is kept.
     """
     from bitr_envs.datasets import shards
 
-    return shards.build(dataset_id, num_envs, progress, jobs, executor, runner, on_wait=on_wait)
+    return shards.build(dataset_id, num_envs, progress, jobs, executor, runner, on_wait=on_wait, force=force)
 
 
 def planned_steps(dataset_id: str) -> int:

@@ -262,14 +262,15 @@ class ShardExecutor:
 # ----- a whole build -------------------------------------------------------------------------
 def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
           runner: Optional[ShardExecutor] = None, on_shard: Optional[Callable[[Shard, bool], None]] = None,
-          on_wait: Optional[Callable[[str], None]] = None) -> Path:
+          on_wait: Optional[Callable[[str], None]] = None, force: bool = True) -> Path:
     """Collect the shards a previous run did not finish, then write the dataset from all of
     them; returns the dataset's folder. `runner` (an open `ShardExecutor`) is shared between
     builds; else one is opened with `jobs` and `executor`. `on_shard(shard, reused)` is told of
     every shard as it is found on disk or written. One build of an id runs at a time: another
-    waits for it (`on_wait` is told) and then returns the dataset it made (the same bytes)."""
+    waits for it (`on_wait` is told) and then returns the dataset it made (the same bytes).
+    Without `force`, a dataset that exists once the lock is held is returned as it is."""
     with build_lock(dataset_id, on_wait) as waited:
-        if waited and exists(dataset_id):
+        if exists(dataset_id) and (waited or not force):
             return dataset_path(dataset_id)
         return _build(recipe(dataset_id), num_envs, progress, jobs, executor, runner, on_shard)
 

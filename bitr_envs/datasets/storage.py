@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator, Optional
@@ -66,13 +67,18 @@ def build_lock(dataset_id: str, on_wait: Optional[Callable[[str], None]] = None)
         waited = False
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError:  # held
             f.seek(0)
             holder = f.read().strip() or "unknown"
             if on_wait is not None:
                 on_wait(f"another build of {dataset_id} is running (pid {holder}); waiting for it to finish")
             fcntl.flock(f, fcntl.LOCK_EX)
             waited = True
+        except OSError as err:  # a file system without flock (some NFS mounts): build unlocked, as before locks
+            warnings.warn(f"cannot lock {path} ({err.strerror or err}): concurrent builds of {dataset_id} "
+                          "are not kept apart on this file system", stacklevel=3)
+            yield False
+            return
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))
