@@ -109,10 +109,19 @@ def _sweep(args) -> int:
 def _leaderboard_render(args) -> int:
     from bitr_eval.leaderboard import render
 
-    for warning in render(args.dir, args.results_page):
+    results_page = args.results_page
+    if results_page is None:  # the repository's results page, beside the board, when there is one
+        beside = os.path.join(os.path.dirname(os.path.abspath(args.dir)), "docs", "results.md")
+        results_page = os.path.relpath(beside) if os.path.isfile(beside) else None
+    try:
+        warnings = render(args.dir, results_page)
+    except ValueError as err:
+        print(f"bitr leaderboard render: {err}", file=sys.stderr)
+        return 2
+    for warning in warnings:
         print(f"bitr: warning: {warning}", file=sys.stderr)
     written = [os.path.join(args.dir, name) for name in ("README.md", "index.html", "plots/")]
-    print("wrote " + ", ".join(written + ([args.results_page] if args.results_page else [])))
+    print("wrote " + ", ".join(written + ([results_page] if results_page else [])))
     return 0
 
 
@@ -154,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     filing.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     filing.add_argument("--replace", action="store_true", help="replace the filed entry of that name")
     filing.set_defaults(func=_leaderboard_add)
-    rendering = commands.add_parser("render", help="write README.md and index.html from the filed results")
+    rendering = commands.add_parser("render", help="write README.md, index.html, plots/<suite>.svg (and docs/results.md's tables) from the filed results")
     rendering.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     rendering.add_argument("--results-page", default=None, metavar="PAGE",
-                           help="also refresh the tables block of this Markdown page (docs/results.md)")
+                           help="also refresh the tables block of this Markdown page (default: docs/results.md "
+                           "beside the board's folder, when it exists)")
     rendering.set_defaults(func=_leaderboard_render)
     replaying = commands.add_parser("verify", help="play a filed entry's units again and compare the returns")
     replaying.add_argument("entry", help="an entry folder, e.g. leaderboard/results/quick/bitr-quick")

@@ -28,6 +28,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -273,20 +274,29 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
 
 def render(directory: str | Path = "leaderboard", results_page: str | Path | None = None) -> list[str]:
     """Write README.md, index.html and one figure per suite (plots/<suite>.svg) from the filed
-    entries, and refresh the tables of `results_page` if given; return the warnings about skipped
-    files."""
+    entries, and refresh the tables block of `results_page` if given (checked before anything is
+    written); return the warnings about skipped files."""
+    page_text = None
+    if results_page is not None:
+        if not Path(results_page).is_file():
+            raise ValueError(f"no results page at {results_page}: give the Markdown page whose tables to refresh")
+        page_text = Path(results_page).read_text(encoding="utf-8")
+        _table_block(page_text)
     entries, warnings = filed(directory)
     views = [{**entry_view(e["name"], e["runs"]), "verification": e["verification"]} for e in entries]
     Path(directory, "README.md").write_text(markdown(views), encoding="utf-8")
     Path(directory, "index.html").write_text(page(views), encoding="utf-8")
     plots = Path(directory, "plots")
     plots.mkdir(exist_ok=True)
-    for suite_name, suite_views in by_suite(views):
+    suites = by_suite(views)
+    for stale in set(plots.glob("*.svg")) - {plots / f"{name}.svg" for name, _ in suites}:
+        stale.unlink()
+    for suite_name, suite_views in suites:
         (plots / f"{suite_name}.svg").write_text(figure(suite_views, SUITES[suite_name].protocols) + "\n",
                                                    encoding="utf-8")
-    if results_page is not None:
-        path = Path(results_page)
-        path.write_text(with_results_tables(path.read_text(encoding="utf-8"), views), encoding="utf-8")
+    if page_text is not None:
+        figures = Path(os.path.relpath(plots, Path(results_page).parent)).as_posix()
+        Path(results_page).write_text(with_results_tables(page_text, views, figures), encoding="utf-8")
     return warnings
 
 
@@ -430,6 +440,11 @@ def standings(views: list[dict], protocol: str) -> list[tuple[int | None, dict]]
             + [(None, v) for v in ranked if score(v, protocol) is None])
 
 
+def display_name(view: dict) -> str:
+    """The entry's name, with its role when it is not ranked ("oracle (anchor)")."""
+    return view["name"] + ("" if view["role"] == "ranked" else f" ({view['role']})")
+
+
 def references(views: list[dict]) -> list[dict]:
     return [v for v in views if v["role"] != "ranked"]
 
@@ -484,44 +499,52 @@ RESULTS_BEGIN = "<!-- results tables: written by `bitr leaderboard render --resu
 RESULTS_END = "<!-- end of results tables -->"
 
 
-def results_tables(views: list[dict]) -> str:
-    """Per suite, one row per entry and a column per protocol: the mean, then the IQM, with 95%
-    intervals; ranked entries by their first protocol's mean, then the references."""
+def results_tables(views: list[dict], figures: str = "plots") -> str:
+    """Per suite, its figure (from the folder `figures`), then one row per entry and a column per
+    protocol: the mean, then the IQM, with 95% intervals, and the raw returns per unit; ranked
+    entries by their first protocol's mean, then the references."""
     lines = []
     for suite_name, entries in by_suite(views):
         protocols = SUITES[suite_name].protocols
+        lines += ["", f"### Suite `{suite_name}`", "", SUITES[suite_name].description, "",
+                  f"![normalised score per protocol, suite {suite_name}]({figures}/{suite_name}.svg)"]
         ordered = [v for _, v in standings(entries, protocols[0])] + references(entries)
-        for key, title in (("mean", "mean"), ("iqm", "IQM")):
-            lines += ["", f"Suite `{suite_name}`, {title} normalised score [95% CI]:", "",
+        for key, title in (("mean", "Mean"), ("iqm", "IQM")):
+            lines += ["", f"{title} normalised score [95% CI]:", "",
                       "| Entry | Runs | " + " | ".join(protocols) + (" | iid→ood drop | Training time |" if key == "mean"
                                                                       else " |"),
                       "| --- | --- |" + " ---: |" * (len(protocols) + (2 if key == "mean" else 0))]
             for v in ordered:
-                name = md(v["name"]) + ("" if v["role"] == "ranked" else f" ({v['role']})")
+                name = md(display_name(v))
                 cells = [name, runs_text(v)] + [ci_text(v, p, key) for p in protocols]
                 if key == "mean":
                     cells += [drop_text(v), wall_text(v)]
                 lines.append("| " + " | ".join(cells) + " |")
         if all(":" not in p for p in protocols):  # the plain protocols: the units the peers' tables have
             units = [u.unit_id for u in SUITES[suite_name].units]
-            lines += ["", f"Suite `{suite_name}`, raw return of a scored episode (mean over training runs, tasks, "
-                      "seeds and episodes):", "", "| Entry | " + " | ".join(f"`{u}`" for u in units) + " |",
+            lines += ["", "Raw return of a scored episode (mean over training runs, tasks, seeds and episodes):", "", "| Entry | " + " | ".join(f"`{u}`" for u in units) + " |",
                       "| --- |" + " ---: |" * len(units)]
             for v in ordered:
                 raw = {u["unit_id"]: u["raw_return"] for u in v["units"]}
-                lines.append(f"| {md(v['name'])} | " + " | ".join("–" if raw[u] is None else f"{raw[u]:.1f}"
+                lines.append(f"| {md(display_name(v))} | " + " | ".join("–" if raw[u] is None else f"{raw[u]:.1f}"
                                                                   for u in units) + " |")
     return "\n".join(lines[1:])
 
 
-def with_results_tables(text: str, views: list[dict]) -> str:
-    """`text` with the block between RESULTS_BEGIN and RESULTS_END replaced by fresh tables."""
-    if RESULTS_BEGIN not in text or RESULTS_END not in text:
+def _table_block(text: str) -> tuple[str, str]:
+    """(what comes before the tables block, what comes after it) of a results page."""
+    begin, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if begin < 0 or end < begin:
         raise ValueError(f"the results page has no table block: put the two lines\n{RESULTS_BEGIN}\n{RESULTS_END}\n"
-                         "where the tables go")
-    head, rest = text.split(RESULTS_BEGIN, 1)
-    _, tail = rest.split(RESULTS_END, 1)
-    return f"{head}{RESULTS_BEGIN}\n{results_tables(views)}\n{RESULTS_END}{tail}"
+                         "where the tables go, in that order")
+    return text[:begin], text[end + len(RESULTS_END):]
+
+
+def with_results_tables(text: str, views: list[dict], figures: str = "plots") -> str:
+    """`text` with its tables block replaced by fresh tables; `figures` is the plots folder,
+    relative to the page."""
+    head, tail = _table_block(text)
+    return f"{head}{RESULTS_BEGIN}\n{results_tables(views, figures)}\n{RESULTS_END}{tail}"
 
 
 def _md_row(view: dict, protocol: str) -> str:
@@ -592,8 +615,13 @@ for (const control of document.querySelectorAll("fieldset input, fieldset select
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def esc(text) -> str:
-    return html.escape(str(text))
+    """Text from a result file, inert in HTML and SVG: escaped, and without the control
+    characters XML forbids (one would make a standalone figure unreadable)."""
+    return html.escape(_CONTROL.sub("\ufffd", str(text)))
 
 
 def _csp_hash(source: str) -> str:
@@ -635,7 +663,7 @@ def _unit_rows(entries: list[dict]) -> list[str]:
 
     rows = []
     for v in entries:
-        name = esc(v["name"]) + ("" if v["role"] == "ranked" else f" ({v['role']})")
+        name = esc(display_name(v))
         for u in v["units"]:
             family, s = entry(u["env_id"]).family, u["summary"]
             status = "ok" if not u["failures"] else "; ".join(
@@ -693,7 +721,7 @@ def figure(entries: list[dict], protocols: list[str]) -> str:
     for i, v in enumerate(entries):
         stroke, fill = _colours(i, v)
         x, y_row = left + column_width * (i % columns), plot_height + 8 + row_height * (i // columns)
-        label = v["name"] + ("" if v["role"] == "ranked" else f" ({v['role']})")
+        label = display_name(v)
         parts.append(f'<circle cx="{x + 6:.1f}" cy="{y_row + 6}" r="4.5" stroke="{stroke}" stroke-width="2" '
                      f'fill="{fill}"/><text x="{x + 16:.1f}" y="{y_row + 6}" dominant-baseline="middle">'
                      f'{esc(label)}</text>')

@@ -259,14 +259,20 @@ def test_sweep_dry_run_prints_the_commands(tmp_path, capsys):
     assert main(["sweep", "--algos", "bitr", "--envs", "bitr/AntDir-v0", "--seeds", "0", "--out", "x", "--dry-run"]) == 2
 
 
-def test_sweep_on_ray_gives_the_same_outcome(tmp_path, fakes):
+def test_sweep_on_ray_gives_the_same_outcome(tmp_path, fakes, monkeypatch):
+    """The same outcome and files; a relative --out means the caller's directory, wherever Ray's
+    workers started."""
     ray = pytest.importorskip("ray")
     local, _ = run_sweep(tmp_path / "local", fakes, algos=("broken", "bitr"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        on_ray, _ = run_sweep(tmp_path / "ray", fakes, algos=("broken", "bitr"), executor="ray")
+        monkeypatch.chdir(tmp_path)
+        on_ray, _ = run_sweep("ray", fakes, algos=("broken", "bitr"), executor="ray")
     finally:
         ray.shutdown()
+    assert not (tmp_path / "elsewhere" / "ray").exists()
     assert on_ray == local
     for path in (tmp_path / "local").rglob("*"):
         if path.name in ("agent.pt", "result-tiny.json"):

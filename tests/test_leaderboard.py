@@ -381,25 +381,47 @@ def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_pa
     import pathlib
 
     root = pathlib.Path(__file__).parent.parent
-    shutil.copytree(root / "leaderboard" / "results", tmp_path / "results")
-    shutil.copy(root / "docs" / "results.md", tmp_path / "results.md")
-    assert render(tmp_path, tmp_path / "results.md") == []
-    readme = (tmp_path / "README.md").read_text()
+    shutil.copytree(root / "leaderboard" / "results", tmp_path / "leaderboard" / "results")
+    (tmp_path / "docs").mkdir()
+    shutil.copy(root / "docs" / "results.md", tmp_path / "docs" / "results.md")
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "leaderboard")]) == 0  # and docs/results.md
+    readme = (tmp_path / "leaderboard" / "README.md").read_text()
     assert "| 1 | BITR (quick) | bitr\\_agent:load | 3; re-played 9 units: matched |" in readme
     assert readme == (root / "leaderboard" / "README.md").read_text()
-    assert (tmp_path / "results.md").read_text() == (root / "docs" / "results.md").read_text()
-    for plot in (tmp_path / "plots").iterdir():
+    assert (tmp_path / "docs" / "results.md").read_text() == (root / "docs" / "results.md").read_text()
+    plots = tmp_path / "leaderboard" / "plots"
+    assert sorted(p.name for p in (root / "leaderboard" / "plots").iterdir()) == sorted(p.name for p in plots.iterdir())
+    for plot in plots.iterdir():
         assert plot.read_text() == (root / "leaderboard" / "plots" / plot.name).read_text()
-    assert sorted(p.name for p in (root / "leaderboard" / "plots").iterdir()) == sorted(
-        p.name for p in (tmp_path / "plots").iterdir())
 
 
 def test_the_results_page_needs_its_table_block(tmp_path):
-    page = tmp_path / "results.md"
-    page.write_text("# Results\n\nno block here\n")
-    with pytest.raises(ValueError, match="no table block"):
-        render(tmp_path, page)
-    assert page.read_text() == "# Results\n\nno block here\n"  # left as it was
+    """A page without the block (or with its lines swapped) is refused before anything is written."""
+    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+
+    for text in ("# Results\n\nno block here\n", f"{RESULTS_END}\n{RESULTS_BEGIN}\n"):
+        page = tmp_path / "results.md"
+        page.write_text(text)
+        with pytest.raises(ValueError, match="no table block"):
+            render(tmp_path, page)
+        assert page.read_text() == text and not (tmp_path / "README.md").exists()
+    assert main(["leaderboard", "render", "--dir", str(tmp_path), "--results-page", str(tmp_path / "nope.md")]) == 2
+
+
+def test_figures_follow_the_board(tmp_path):
+    """One figure per suite on the board, linked from the results page; a suite that left the
+    board takes its figure with it."""
+    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "lite.svg").write_text("<svg/>")  # a suite no entry is filed in any more
+    page = tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    page.write_text(f"# R\n{RESULTS_BEGIN}\n{RESULTS_END}\n")
+    board(tmp_path, make_result("good"))
+    render(tmp_path, page)
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["tiny.svg"]
+    assert "](../plots/tiny.svg)" in page.read_text()
 
 
 def test_strings_from_results_are_escaped(tmp_path):
@@ -412,6 +434,20 @@ def test_strings_from_results_are_escaped(tmp_path):
         assert "&lt;img src=x onerror=alert(2)&gt;" in text
     assert "evil\\|agent\\`x\\`" in readme and "Traceback" not in readme  # one line per failure
     assert "<code>evil|agent`x`</code>" in page
+    # the figures and the results page's tables too; a control character keeps the figure valid XML
+    from xml.etree import ElementTree
+
+    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+
+    result = make_result(EVIL_NAME + "\x01", failed="online", failure=EVIL_FAILURE)
+    results_page = tmp_path / "results.md"
+    results_page.write_text(f"{RESULTS_BEGIN}\n{RESULTS_END}\n")
+    file_entry(tmp_path, result["submission"]["name"], result)
+    assert render(tmp_path, results_page) == []
+    figure = (tmp_path / "plots" / "tiny.svg").read_text()
+    ElementTree.fromstring(figure)
+    for text in (figure, results_page.read_text()):
+        assert "<script>alert" not in text and "<img" not in text
 
 
 # A real browser on index.html ---------------------------------------------------------------
