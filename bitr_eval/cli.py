@@ -39,15 +39,17 @@ def print_result(result: dict) -> None:
         rows.append((unit["unit_id"], format_summary(unit["summary"]), iqm, format_summary(unit["first_episode"]), success))
     print(format_table(["unit", "score (mean [95% CI])", "IQM", "online 1st episode", "success"], rows))
     aggregates = result["aggregates"]
+    played = {unit["protocol"] for unit in result["units"]}  # the suite's protocols, not every base one
     print()
     print(format_table(
         ["protocol", "score (mean [95% CI])", "IQM [95% CI]"],
         [(p, format_summary(s), "-" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci95'][0]:.1f}, {s['iqm_ci95'][1]:.1f}]")
-         for p, s in aggregates["protocols"].items()],
+         for p, s in aggregates["protocols"].items() if p in played],
     ))
-    print()
-    print(format_table(["env / split", "drop offline-iid -> offline-ood"],
-                       [(k, "-" if v is None else f"{v:.1f}") for k, v in aggregates["ood_drop"].items()]))
+    if aggregates["ood_drop"]:
+        print()
+        print(format_table(["env / split", "drop offline-iid -> offline-ood"],
+                           [(k, "-" if v is None else f"{v:.1f}") for k, v in aggregates["ood_drop"].items()]))
 
 
 def _evaluate(args) -> int:
