@@ -681,7 +681,7 @@ def _unit_rows(entries: list[dict]) -> list[str]:
 def figure(entries: list[dict], protocols: list[str]) -> str:
     """Normalised score per protocol: each entry's mean with its 95% CI bar, legend below; a
     standalone SVG (hand-written: a few lines and dots need no plotting library)."""
-    width, plot_height, left, top, bottom = 760, 280, 60, 14, 34
+    width, plot_height, left, top, bottom = 760, 290, 60, 14, 44
     columns, row_height = 3, 18
     legend_rows = -(-len(entries) // columns)
     height = plot_height + 8 + legend_rows * row_height
@@ -704,8 +704,12 @@ def figure(entries: list[dict], protocols: list[str]) -> str:
         parts.append(f'<line x1="{left}" x2="{width}" y1="{y(tick)}" y2="{y(tick)}" stroke="#d0d7de"{dash}/>'
                      f'<text x="{left - 6}" y="{y(tick)}" text-anchor="end" dominant-baseline="middle">{tick}</text>')
     for b, protocol in enumerate(protocols):
-        parts.append(f'<text x="{left + band * (b + .5):.1f}" y="{plot_height - 10}" text-anchor="middle">'
-                     f'{esc(protocol)}</text>')
+        # "offline-ood:detour" in two lines, the behaviour above its protocol: nine fit side by side
+        lines = protocol.split(":")[::-1]
+        x = f"{left + band * (b + .5):.1f}"
+        parts.append(f'<text x="{x}" y="{plot_height - 22}" text-anchor="middle">'
+                     + "".join(f'<tspan x="{x}" dy="{0 if i == 0 else 14}">{esc(line)}</tspan>'
+                               for i, line in enumerate(lines)) + "</text>")
         for i, v in enumerate(entries):
             summary = v["protocols"].get(protocol)
             if summary is None:
