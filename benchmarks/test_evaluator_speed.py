@@ -1,7 +1,9 @@
 """Evaluator cost per env step with the agent in its own sandboxed process (run: pytest benchmarks/ -s).
 
-Target: at most 2x the time of stepping the env with the same trivial agent directly in one
-process. The unit's start-up (a worker process importing the stack, then the agent's sandbox
+Target: at most 2x the time of stepping the env with the same agent directly in one process.
+Two agents: the random one (an act that costs nothing: the evaluator's overhead against a
+bare env step, its worst case) and a trained BITR agent (the lite Cheetah-Vel run on the board:
+what a neural submission costs). The unit's start-up (a worker process importing the stack, then the agent's sandbox
 importing its own) is a fixed cost per unit; it is cancelled out by timing the unit at two
 lengths and taking the difference, and measured on its own below. Where the time of a step
 goes: the wire's encoding and decoding (measured in process), and the round trip between
@@ -10,13 +12,14 @@ the two processes (syscalls and wake-ups; the rest).
 
 import resource
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import bitr_envs  # noqa: F401
-from bitr_eval.agents import RandomAgent
+from bitr_eval.agents import load_factory
 from bitr_eval.runner import run_unit
 from bitr_eval.sandbox import AgentProcess, Limits, bwrap_works
 from bitr_eval.suites import Unit
@@ -25,6 +28,11 @@ from bitr_eval.worker import ActionCheck, RemoteAgent, _spaces
 
 ENV = "bitr/CheetahVel-v0"
 LEVELS = ["bwrap", "process"] if bwrap_works() else ["process"]
+ROOT = Path(__file__).parent.parent
+AGENTS = {  # name -> (factory, checkpoint)
+    "random": ("random", None),
+    "bitr": ("bitr_agent:load", str(ROOT / "leaderboard" / "runs" / "lite" / "bitr" / "seed0")),
+}
 
 
 def unit(episodes):
@@ -36,9 +44,11 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def direct_steps(episodes, clock=time.perf_counter):
+def direct_steps(agent_name, episodes, clock=time.perf_counter):
     env = gym.make(ENV, split="test")
-    agent = RandomAgent(ENV, env.observation_space, env.action_space)
+    factory, checkpoint = AGENTS[agent_name]
+    agent = load_factory(factory)(env_id=ENV, observation_space=env.observation_space,
+                                  action_space=env.action_space, checkpoint=checkpoint)
     start = clock()
     for task in range(len(env.unwrapped.tasks)):
         for _ in range(episodes):
@@ -67,9 +77,13 @@ def _per_call(fn, n=20000) -> float:
     return (time.perf_counter() - start) / n
 
 
+@pytest.mark.parametrize("agent_name", list(AGENTS))
 @pytest.mark.parametrize("isolation", LEVELS)
-def test_evaluator_overhead_per_step(benchmark, reference_dataset, isolation):
-    submission = {"agent": "random", "checkpoint": None, "agent_args": {}}
+def test_evaluator_overhead_per_step(benchmark, reference_dataset, isolation, agent_name):
+    if agent_name == "bitr":
+        pytest.importorskip("torch")
+    factory, checkpoint = AGENTS[agent_name]
+    submission = {"agent": factory, "checkpoint": checkpoint, "agent_args": {}}
 
     def isolated(episodes, clock=time.perf_counter):
         start = clock()
@@ -84,10 +98,10 @@ def test_evaluator_overhead_per_step(benchmark, reference_dataset, isolation):
     # scheduler) and CPU time (the work added: of the worker and the agent process, whose CPU
     # time is counted into this process's children when they are reaped)
     per_step_isolated = min((isolated(long) - isolated(short)) for _ in range(2)) / steps
-    per_step_direct = min(direct_steps(long - short) for _ in range(2)) / steps
+    per_step_direct = min(direct_steps(agent_name, long - short) for _ in range(2)) / steps
     ratio = per_step_isolated / per_step_direct
     cpu_isolated = min((isolated(long, children_cpu) - isolated(short, children_cpu)) for _ in range(2)) / steps
-    cpu_direct = min(direct_steps(long - short, time.process_time) for _ in range(2)) / steps
+    cpu_direct = min(direct_steps(agent_name, long - short, time.process_time) for _ in range(2)) / steps
     cpu_ratio = cpu_isolated / cpu_direct
 
     # where a step's time goes: the wire's encoding and decoding, both ways (one act per step)
@@ -145,7 +159,7 @@ def test_evaluator_overhead_per_step(benchmark, reference_dataset, isolation):
     info["sandbox_startup_s"] = round(min(startups), 3)
     info["unit_startup_s"] = round(isolated(short) - short * 10 * 200 * per_step_isolated, 2)
     benchmark.pedantic(isolated, args=(short,), rounds=1)
-    print(f"\n[{isolation}] evaluator / direct time per step = {ratio:.2f} ({per_step_isolated * 1e6:.0f} vs "
+    print(f"\n[{isolation}, {agent_name} agent] evaluator / direct time per step = {ratio:.2f} ({per_step_isolated * 1e6:.0f} vs "
           f"{per_step_direct * 1e6:.0f} us); CPU time per step {cpu_ratio:.2f} ({cpu_isolated * 1e6:.0f} vs "
           f"{cpu_direct * 1e6:.0f} us); per step: wire encode+decode {wire_us:.0f} us, a full round trip "
           f"(observe + act of a random agent) {min(round_trips) * 1e6:.0f} us; sandbox start-up "
