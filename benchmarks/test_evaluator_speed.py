@@ -51,6 +51,7 @@ def direct_steps(agent_name, episodes, clock=time.perf_counter):
                                   action_space=env.action_space, checkpoint=checkpoint)
     start = clock()
     for task in range(len(env.unwrapped.tasks)):
+        agent.reset()  # as the evaluator does for each task: an online agent's context starts empty
         for _ in range(episodes):
             obs, _ = env.reset(options={"task": task})
             done = False
