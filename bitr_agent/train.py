@@ -168,14 +168,24 @@ def resolve(cfg: Config) -> Config:
     return dataclasses.replace(cfg, **method(cfg.algo).defaults)
 
 
-def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) -> dict:
-    """Train (or resume) and write out/agent.pt; `stop_after` ends early, as a kill would."""
+class RunFolderError(ValueError):
+    """--out cannot be trained into as asked (another config's checkpoint, a finished run)."""
+
+
+def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None, restart: bool = False) -> dict:
+    """Train (or resume) and write out/agent.pt; `stop_after` ends early, as a kill would.
+    `restart` trains a finished run without a checkpoint (a committed one) again from scratch."""
     from bitr_envs import datasets
     from bitr_envs.registry import entry
 
     cfg = resolve(cfg)
     algo = method(cfg.algo)
     torch.set_num_threads(cfg.threads)
+    checkpoint = out / "checkpoint.pt"
+    if (out / "agent.pt").exists() and not checkpoint.exists() and not restart:
+        raise RunFolderError(f"{out} holds a finished run (agent.pt) and no checkpoint.pt to continue it from: "
+                             "training would replace its agent and metrics. Use another --out, or --restart to "
+                             "train it again from scratch.")
     out.mkdir(parents=True, exist_ok=True)
     data = datasets.load(cfg.dataset)
     all_obs = np.concatenate([t.observations for t in data.tasks])
@@ -196,14 +206,13 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None) 
     learner = algo(cfg, all_obs.shape[1], space.shape[0], len(data.behaviour_names), len(data.tasks),
                    task_dim=len(features[0]))
     iteration, elapsed = 0, 0.0
-    checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
         state = load_weights(checkpoint)
         if _fixed(state["config"]) != _fixed(dataclasses.asdict(cfg)):
-            raise ValueError(f"{checkpoint} was written with another config; use another --out or the same settings "
+            raise RunFolderError(f"{checkpoint} was written with another config; use another --out or the same settings "
                              f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change).")
         if state["iteration"] > cfg.wm_iterations + cfg.sac_iterations:
-            raise ValueError(f"{checkpoint} is at iteration {state['iteration']}, past this config's end: "
+            raise RunFolderError(f"{checkpoint} is at iteration {state['iteration']}, past this config's end: "
                              f"--sac-iterations can only grow.")
         for name, module in learner.modules().items():
             module.load_state_dict(state["modules"][name])
@@ -381,6 +390,8 @@ def main(argv=None) -> int:
     run.add_argument("--profile", default="quick", choices=list(PROFILES))
     run.add_argument("--out", required=True)
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--restart", action="store_true",
+                     help="train a finished run that has no checkpoint.pt (a committed one) again from scratch")
     fixed = ("algo", "dataset", "seed")
     overridable = run.add_argument_group(
         "profile settings", "override one setting of --profile (the Config dataclass in bitr_agent/train.py says "
@@ -390,8 +401,8 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(PROFILES[args.profile], algo=args.algo, dataset=args.dataset, seed=args.seed,
                               **set_fields(args, Config, skip=fixed))
     try:
-        train(cfg, Path(args.out))
-    except TrainingFailed as err:
+        train(cfg, Path(args.out), restart=args.restart)
+    except (TrainingFailed, RunFolderError) as err:
         print(f"bitr-agent train: {err}", file=sys.stderr)
         return 1
     _write_training_record(Path(args.out), cfg, args.profile)
@@ -403,10 +414,12 @@ def main(argv=None) -> int:
         print(f"agent written to {Path(args.out) / 'agent.pt'}; no evaluation suite has {weights['env_id']} on this "
               f"dataset's size (suites: {', '.join(_suite_names())})")
         return 0
+    from bitr_eval.sweep import result_file
+
     only = "" if {u.env_id for u in chosen.units} == {weights["env_id"]} else f" --env {weights['env_id']}"
     print(f"agent written to {Path(args.out) / 'agent.pt'}; evaluate it with "
           f"`bitr evaluate --agent {factory} --checkpoint {args.out} --suite {chosen.name}{only} "
-          f"--out {args.out}/result.json`")
+          f"--out {args.out}/{result_file(chosen.name)}`")
     return 0
 
 

@@ -109,7 +109,8 @@ def _sweep(args) -> int:
 
 
 def _leaderboard_render(args) -> int:
-    from bitr_eval.leaderboard import render
+    from bitr_eval.leaderboard import ResultsPageError, render
+    from bitr_eval.results import ResultError
 
     results_page = args.results_page
     if results_page is None:  # the repository's results page, beside the board, when there is one
@@ -117,7 +118,7 @@ def _leaderboard_render(args) -> int:
         results_page = os.path.relpath(beside) if os.path.isfile(beside) else None
     try:
         warnings = render(args.dir, results_page)
-    except ValueError as err:
+    except (ResultsPageError, ResultError) as err:
         print(f"bitr leaderboard render: {err}", file=sys.stderr)
         return 2
     for warning in warnings:

@@ -272,6 +272,10 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
     return target
 
 
+class ResultsPageError(ValueError):
+    """The results page to refresh is missing or has no tables block."""
+
+
 def render(directory: str | Path = "leaderboard", results_page: str | Path | None = None) -> list[str]:
     """Write README.md, index.html and one figure per suite (plots/<suite>.svg) from the filed
     entries, and refresh the tables block of `results_page` if given (checked before anything is
@@ -279,7 +283,7 @@ def render(directory: str | Path = "leaderboard", results_page: str | Path | Non
     page_text = None
     if results_page is not None:
         if not Path(results_page).is_file():
-            raise ValueError(f"no results page at {results_page}: give the Markdown page whose tables to refresh")
+            raise ResultsPageError(f"no results page at {results_page}: give the Markdown page whose tables to refresh")
         page_text = Path(results_page).read_text(encoding="utf-8")
         _table_block(page_text)
     entries, warnings = filed(directory)
@@ -535,7 +539,7 @@ def _table_block(text: str) -> tuple[str, str]:
     """(what comes before the tables block, what comes after it) of a results page."""
     begin, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
     if begin < 0 or end < begin:
-        raise ValueError(f"the results page has no table block: put the two lines\n{RESULTS_BEGIN}\n{RESULTS_END}\n"
+        raise ResultsPageError(f"the results page has no table block: put the two lines\n{RESULTS_BEGIN}\n{RESULTS_END}\n"
                          "where the tables go, in that order")
     return text[:begin], text[end + len(RESULTS_END):]
 
@@ -716,7 +720,7 @@ def figure(entries: list[dict], protocols: list[str]) -> str:
                 continue
             (stroke, fill), (lo, hi) = _colours(i, v), summary["mean_ci95"]
             x = f"{left + band * (b + (i + 1) / (len(entries) + 1)):.1f}"
-            parts.append(f'<g stroke="{stroke}" stroke-width="2"><title>{esc(v["name"])}, {esc(protocol)}: '
+            parts.append(f'<g stroke="{stroke}" stroke-width="2"><title>{esc(display_name(v))}, {esc(protocol)}: '
                          f'{ci_text(v, protocol)}</title><line x1="{x}" x2="{x}" y1="{y(lo)}" y2="{y(hi)}"/>'
                          f'<circle cx="{x}" cy="{y(summary["mean"])}" r="4.5" fill="{fill}"/></g>')
     parts.append(f'<text transform="translate(16 {(plot_height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">'

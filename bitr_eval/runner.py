@@ -150,12 +150,9 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
                 with lock:
                     on_done(record)
     elif executor == "ray":
-        try:
-            import ray
-        except ImportError as err:
-            raise ValueError("--executor ray needs Ray: pip install 'bitr-bench[ray]'") from err
-        if not ray.is_initialized():
-            ray.init(num_cpus=jobs if jobs > 0 else None, include_dashboard=False, log_to_driver=False)
+        from bitr_envs.ray_cluster import start_ray
+
+        ray = start_ray(jobs if jobs > 0 else None)
         remote = ray.remote(run_unit)
         # the isolation level is checked again on the node that runs the unit
         pending = {remote.remote(u, suite.seeds, submission, suite.episode_time_limit_s, None, None,

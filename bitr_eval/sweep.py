@@ -185,14 +185,10 @@ class _LocalPool:
 
 class _RayPool:
     def __init__(self, jobs: int):
-        try:
-            import ray
-        except ImportError as err:
-            raise ValueError("--executor ray needs Ray: pip install 'bitr-bench[ray]'") from err
-        self._ray = ray
-        if not ray.is_initialized():
-            ray.init(num_cpus=max(1, jobs), include_dashboard=False, log_to_driver=False)
-        self._remote = ray.remote(num_cpus=1)(run_command)
+        from bitr_envs.ray_cluster import start_ray
+
+        self._ray = start_ray(max(1, jobs))
+        self._remote = self._ray.remote(num_cpus=1)(run_command)
 
     def submit(self, run: Run):
         return self._remote.remote(run.command, str(run.log), dict(os.environ), os.getcwd())
@@ -228,7 +224,10 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
     failed_keys: set = set()
 
     def submit(run: Run) -> None:
-        queue.appendleft(run) if run.kind == "evaluate" else queue.append(run)
+        if run.kind == "evaluate":  # ahead of the trainings, behind the evaluations queued before it
+            queue.insert(sum(r.kind == "evaluate" for r in queue), run)
+        else:
+            queue.append(run)
 
     def start_queued() -> None:
         while queue and len(pending) < max(1, jobs):

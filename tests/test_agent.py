@@ -134,6 +134,22 @@ def test_a_resumed_run_logs_each_iteration_once_and_keeps_counting_its_time(tmp_
     assert [i for i, _ in rows(fresh)] == [20, 40, 60, 80]
 
 
+def test_a_finished_run_without_its_checkpoint_is_trained_again_only_when_asked(tmp_path):
+    """A committed run folder has agent.pt and metrics but no checkpoint (not committed):
+    training into it again must not silently replace them."""
+    from bitr_agent.train import RunFolderError
+
+    out = tmp_path / "committed"
+    train(SMALL, out, progress=False)
+    (out / "checkpoint.pt").unlink()
+    agent, metrics = (out / "agent.pt").read_bytes(), (out / "metrics.csv").read_bytes()
+    with pytest.raises(RunFolderError, match="finished run .* --restart"):
+        train(SMALL, out, progress=False)
+    assert (out / "agent.pt").read_bytes() == agent and (out / "metrics.csv").read_bytes() == metrics
+    train(SMALL, out, progress=False, restart=True)
+    assert (out / "metrics.csv").read_bytes().count(b"\n") == metrics.count(b"\n")  # one run's rows, not two
+
+
 def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, tmp_path):
     interrupted = tmp_path / "interrupted"
     train(SMALL, interrupted, progress=False, stop_after=30)  # as if killed at iteration 30

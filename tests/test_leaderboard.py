@@ -376,8 +376,8 @@ def test_render_skips_and_warns_about_invalid_and_old_files(tmp_path, capsys):
 
 
 def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_path):
-    """Every filed number recomputed and every checksum pinned; the committed README, figures and
-    the results page's tables are what `bitr leaderboard render --results-page` makes of them."""
+    """Every filed number recomputed and every checksum pinned; the committed README, web page,
+    figures and the results page's tables are what `bitr leaderboard render --results-page` makes of them."""
     import pathlib
 
     root = pathlib.Path(__file__).parent.parent
@@ -388,6 +388,7 @@ def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_pa
     readme = (tmp_path / "leaderboard" / "README.md").read_text()
     assert "| 1 | BITR (quick) | bitr\\_agent:load | 3; re-played 9 units: matched |" in readme
     assert readme == (root / "leaderboard" / "README.md").read_text()
+    assert (tmp_path / "leaderboard" / "index.html").read_text() == (root / "leaderboard" / "index.html").read_text()
     assert (tmp_path / "docs" / "results.md").read_text() == (root / "docs" / "results.md").read_text()
     plots = tmp_path / "leaderboard" / "plots"
     assert sorted(p.name for p in (root / "leaderboard" / "plots").iterdir()) == sorted(p.name for p in plots.iterdir())

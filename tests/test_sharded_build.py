@@ -43,7 +43,10 @@ def test_the_plan_cuts_every_run_into_contiguous_shards():
     data = [job for s in plan if s.run == shards.DATA for job in s.jobs]
     assert data == datasets.collect.dataset_jobs(r)  # task-major, every episode once, in order
     assert {s.run for s in plan} == {shards.DATA, "reference:random", "reference:expert"}
-    assert all(len(s.jobs) == 2 for s in plan)  # 400 planned steps / 200-step episodes
+    # 400 planned steps / 200-step episodes = 2 a shard; the data's last 2 shards' worth in
+    # quarters (at least one episode each), so that the workers finish together
+    assert all(len(s.jobs) == 2 for s in plan if s.run != shards.DATA)
+    assert [len(s.jobs) for s in plan if s.run == shards.DATA] == [2] * (len(data) // 2 - 2) + [1] * 4
 
 
 def test_two_local_processes_give_the_one_process_checksums(one_process, tmp_path, monkeypatch):
@@ -155,9 +158,18 @@ def test_a_sigkilled_build_resumes(one_process, tmp_path, monkeypatch):
     assert file_hashes(CHEETAH) == expected[CHEETAH]
 
 
-def test_a_second_build_of_one_id_waits_for_the_first_and_gets_its_dataset(one_process, tmp_path, monkeypatch):
+SECOND_BUILD = {  # the CLI keeps a dataset that exists by then; the library call forces a rebuild
+    "cli": ["-m", "bitr_eval.cli", "datasets", "build"],
+    "forced": ["-c", "import sys; from bitr_envs import datasets; "
+                     "path = datasets.build(sys.argv[1], on_wait=lambda m: print(m, file=sys.stderr, flush=True)); "
+                     "print(f'{sys.argv[1]}: built at {path}')"],
+}
+
+
+@pytest.mark.parametrize("how", list(SECOND_BUILD))
+def test_a_second_build_of_one_id_waits_for_the_first_and_gets_its_dataset(one_process, tmp_path, monkeypatch, how):
     """Two builds of one id never interleave: the second waits, names the first's pid, and
-    returns the dataset the first made instead of writing it again."""
+    returns the dataset the first made instead of writing it again (even when told to force)."""
     import os
     import select
     import subprocess
@@ -170,20 +182,41 @@ def test_a_second_build_of_one_id_waits_for_the_first_and_gets_its_dataset(one_p
     with build_lock(CHEETAH) as waited:  # this test is the first build
         assert not waited
         environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a batch job's log
-        second = subprocess.Popen([sys.executable, "-m", "bitr_eval.cli", "datasets", "build", CHEETAH],
+        second = subprocess.Popen([sys.executable, *SECOND_BUILD[how], CHEETAH],
                                   env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         said = b""
         while b"waiting" not in said:  # raw reads: the progress bar's frames end in \r, not \n
             assert select.select([second.stderr], [], [], 120)[0], f"the second build said only {said!r}"
             said += os.read(second.stderr.fileno(), 4096)
         line = said.decode()
-        assert f"another build of {CHEETAH} is running (pid {os.getpid()}); waiting for it to finish" in line
+        assert f"another build of {CHEETAH} is running (pid {os.getpid()} " in line
         assert second.poll() is None and not exists(CHEETAH)
         shards._build(recipe(CHEETAH), 16, None, 1, "local", None, None)
         built = data_file(CHEETAH).stat().st_mtime_ns
     assert second.wait(120) == 0
     assert f"{CHEETAH}: built at" in second.stdout.read().decode()
     assert data_file(CHEETAH).stat().st_mtime_ns == built  # not written again
+    assert file_hashes(CHEETAH) == expected[CHEETAH]
+
+
+@pytest.mark.parametrize("failure", ["no flock", "lock file not writable"])
+def test_a_build_where_no_lock_can_be_taken_warns_and_builds(one_process, tmp_path, monkeypatch, failure):
+    import errno
+    import fcntl
+
+    from bitr_envs.datasets.storage import LOCKS_DIR
+
+    _, expected = one_process
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    if failure == "no flock":
+        def no_flock(*args):
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        monkeypatch.setattr(fcntl, "flock", no_flock)
+    else:  # another user's lock file: a folder in its place fails the same way for root too
+        (tmp_path / LOCKS_DIR / (CHEETAH.replace("/", "--") + ".lock")).mkdir(parents=True)
+    with pytest.warns(UserWarning, match="cannot lock .* concurrent builds of .* are not kept apart"):
+        shards.build(CHEETAH)
     assert file_hashes(CHEETAH) == expected[CHEETAH]
 
 
@@ -228,6 +261,27 @@ def test_a_failed_worker_leaves_no_dataset_and_no_writer(tmp_path, monkeypatch):
     assert not exists(CHEETAH) and not list(tmp_path.glob(".bitr-build-*"))
     assert not any(t.name == "bitr-dataset-writer" for t in threading.enumerate())
     assert len(list(shards.shard_folder(recipe(CHEETAH)).glob("shard-*.npz"))) >= 2  # kept for a resume
+
+
+def test_a_failed_writer_stops_the_build_before_the_rest_is_collected(tmp_path, monkeypatch):
+    """A full disk while writing ends the build at the next shard, not hours later once every
+    shard is collected; the shards collected so far stay for a resume."""
+    import errno
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    monkeypatch.setattr(shards, "SHARD_STEPS", 400)
+    monkeypatch.setattr(shards, "write_dataset", full_disk)
+    collected = []
+    with pytest.raises(OSError, match="No space left"):
+        shards.build(CHEETAH, runner=InProcessWorkers(tmp_path), on_shard=lambda shard, _: collected.append(shard))
+    plan = shards.plan(recipe(CHEETAH))
+    references = sum(s.run != shards.DATA for s in plan)  # the writer starts once they are in
+    data = len(plan) - references
+    assert references < len(collected) <= references + 4 < references + data
+    assert not exists(CHEETAH)
 
 
 def test_without_force_a_dataset_built_meanwhile_is_kept(one_process, monkeypatch):

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bitr_envs.datasets.ids import FORMAT_HINT, POOLS, DatasetId
+from bitr_envs.datasets.ids import FORMAT_HINT, POOLS, DatasetId, env_slug
 from bitr_envs.registry import ENVS, entry
 
 if sys.version_info >= (3, 11):
@@ -161,22 +161,27 @@ def card(env_id: str) -> RecipeCard:
     return cards[env_id]
 
 
+def _recipes_of(env_id: str, family: RecipeCard) -> list[Recipe]:
+    return [
+        Recipe(str(DatasetId.of(env_id, split, pool, profile)), env_id, split, pool, profile, family)
+        for split in entry(env_id).env_class.splits()
+        for pool in POOLS
+        for profile in family.profiles
+    ]
+
+
 def all_recipes() -> list[Recipe]:
     """Every dataset the cards define, in a stable order."""
-    recipes = []
-    for env_id, family in _cards(recipes_dir()).items():
-        for split in entry(env_id).env_class.splits():
-            for pool in POOLS:
-                for profile in family.profiles:
-                    dataset_id = str(DatasetId.of(env_id, split, pool, profile))
-                    recipes.append(Recipe(dataset_id, env_id, split, pool, profile, family))
-    return recipes
+    return [r for env_id, family in _cards(recipes_dir()).items() for r in _recipes_of(env_id, family)]
 
 
 def recipe(dataset_id: str) -> Recipe:
-    """The recipe of `dataset_id`, or a ValueError saying how such ids are formed."""
-    for candidate in all_recipes():
-        if candidate.dataset_id == dataset_id:
-            return candidate
-    DatasetId.parse(dataset_id)  # a malformed id: say how ids are formed
+    """The recipe of `dataset_id`, or a ValueError saying how such ids are formed. Only the id's
+    own family is looked at: drawing every family's tasks (Meta-World's) costs seconds."""
+    env = DatasetId.parse(dataset_id).env  # a malformed id: say how ids are formed
+    for env_id, family in _cards(recipes_dir()).items():
+        if env_slug(env_id) == env:
+            for candidate in _recipes_of(env_id, family):
+                if candidate.dataset_id == dataset_id:
+                    return candidate
     raise ValueError(f"No recipe defines {dataset_id!r}. {FORMAT_HINT}")

@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import multiprocessing
-import os
 import shutil
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -39,6 +38,7 @@ from bitr_envs.datasets.collect import (Episode, Job, Progress, _version, collec
                                         reference_means, write_dataset)
 from bitr_envs.datasets.recipes import Recipe, recipe
 from bitr_envs.datasets.storage import atomic_write, build_lock, dataset_path, datasets_root, exists
+from bitr_envs.ray_cluster import start_ray
 
 SHARD_STEPS = 20_000  # planned steps per shard (episodes x horizon): what a worker holds, a few MB; small enough to balance 2 workers
 SHARDS_DIR = ".bitr-shards"
@@ -67,14 +67,18 @@ class Shard:
 
 def plan(r: Recipe) -> list[Shard]:
     """The shards of a dataset: the reference runs', then the data's, each cut into contiguous
-    blocks of `SHARD_STEPS // horizon` episodes. Depends on the recipe only."""
+    blocks of `SHARD_STEPS // horizon` episodes, the data's last two blocks' worth in quarters
+    (the work left once the big shards are handed out is small, so the workers finish together
+    instead of one waiting for the other's last big shard). Depends on the recipe only."""
     per_shard = max(1, SHARD_STEPS // gym.spec(r.env_id).max_episode_steps)
     runs = {f"{REFERENCE}{name}": jobs for name, jobs in reference_jobs(r).items()}
     runs[DATA] = dataset_jobs(r)
     shards = []
     for run, jobs in runs.items():
-        for start in range(0, len(jobs), per_shard):
-            shards.append(Shard(len(shards), run, tuple(jobs[start : start + per_shard])))
+        tail = max(0, len(jobs) - 2 * per_shard) if run == DATA else len(jobs)
+        starts = [*range(0, tail, per_shard), *range(tail, len(jobs), max(1, per_shard // 4))]
+        for start, stop in zip(starts, [*starts[1:], len(jobs)]):
+            shards.append(Shard(len(shards), run, tuple(jobs[start:stop])))
     return shards
 
 
@@ -192,16 +196,7 @@ class ShardExecutor:
 
     def __enter__(self) -> ShardExecutor:
         if self.executor == "ray":
-            try:
-                import ray
-            except ImportError as err:
-                raise ValueError("--executor ray needs Ray: pip install 'bitr-bench[ray]'") from err
-            if not ray.is_initialized():
-                if os.environ.get("RAY_ADDRESS"):
-                    ray.init(log_to_driver=False)  # a running cluster: it has its own CPUs
-                else:
-                    ray.init(num_cpus=self.jobs, include_dashboard=False, log_to_driver=False)
-            self._ray = ray
+            self._ray = start_ray(self.jobs)
         elif self.jobs > 1:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
         return self
@@ -268,7 +263,9 @@ def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: 
     builds; else one is opened with `jobs` and `executor`. `on_shard(shard, reused)` is told of
     every shard as it is found on disk or written. One build of an id runs at a time: another
     waits for it (`on_wait` is told) and then returns the dataset it made (the same bytes).
-    Without `force`, a dataset that exists once the lock is held is returned as it is."""
+    Without `force`, a dataset that exists once the lock is held is returned as it is.
+    `on_shard` and `progress` may run while the writer thread has Minari's root pointed at its
+    scratch folder (`_ShardWriter`): they must not look up datasets by id."""
     with build_lock(dataset_id, on_wait) as waited:
         if exists(dataset_id) and (waited or not force):
             return dataset_path(dataset_id)
@@ -334,9 +331,13 @@ class _ShardWriter:
         self._outcome: list = []  # the dataset's path, or the exception that stopped the writing
 
     def on_disk(self, shard: Shard, start: bool) -> None:
+        """Hand the writer a finished shard; raises what stopped the writer (a full disk), if
+        anything did, so the build stops now rather than after collecting every shard."""
         with self._changed:
             self._on_disk.add(shard.index)
             self._changed.notify_all()
+        if self._outcome and isinstance(self._outcome[0], BaseException):
+            raise self._outcome[0]
         if start:
             self._start_when_ready()
 

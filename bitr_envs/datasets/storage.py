@@ -57,28 +57,31 @@ LOCKS_DIR = ".bitr-locks"
 def build_lock(dataset_id: str, on_wait: Optional[Callable[[str], None]] = None) -> Iterator[bool]:
     """Hold the build lock of `dataset_id` (an flock, so it goes with its process, even killed);
     yields whether another build held it first. `on_wait(message)` is told when it must wait.
+    Where no lock can be taken (a file system without flock, a lock file another user owns)
+    it warns and yields False: the build runs unlocked, as builds did before there were locks.
     The lock files stay (a few bytes each): removing one while a build waits on it would let a
     third build in."""
-    import fcntl
+    import fcntl  # POSIX only: imported here so the rest of the package loads on any OS
 
     path = datasets_root() / LOCKS_DIR / (dataset_id.replace("/", "--") + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        waited = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+    except OSError as err:
+        f, failure = None, err
+    if f is not None:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # held
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            if on_wait is not None:
-                on_wait(f"another build of {dataset_id} is running (pid {holder}); waiting for it to finish")
-            fcntl.flock(f, fcntl.LOCK_EX)
-            waited = True
-        except OSError as err:  # a file system without flock (some NFS mounts): build unlocked, as before locks
-            warnings.warn(f"cannot lock {path} ({err.strerror or err}): concurrent builds of {dataset_id} "
-                          "are not kept apart on this file system", stacklevel=3)
-            yield False
-            return
+            waited = _take(f, dataset_id, on_wait)
+            failure = None
+        except OSError as err:
+            f.close()
+            f, failure = None, err
+    if f is None:
+        warnings.warn(f"cannot lock {path} ({failure.strerror or failure}): concurrent builds of {dataset_id} "
+                      "are not kept apart on this file system", stacklevel=3)
+        yield False
+        return
+    with f:
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))
@@ -87,6 +90,24 @@ def build_lock(dataset_id: str, on_wait: Optional[Callable[[str], None]] = None)
             yield waited
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _take(f, dataset_id: str, on_wait: Optional[Callable[[str], None]]) -> bool:
+    """Take the flock of the open lock file `f`, waiting while another build holds it; returns
+    whether it waited. OSError: this file system cannot lock."""
+    import fcntl
+
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:  # held by another build
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        if on_wait is not None:
+            on_wait(f"another build of {dataset_id} is running (pid {holder} on the machine that started it); "
+                    "waiting for it to finish")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        return True
 
 
 @contextmanager
@@ -112,7 +133,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write(file)` on a scratch file beside `path`, then move it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
