@@ -106,10 +106,14 @@ def _dataset_ids(patterns: Sequence[str]) -> list[str]:
 
     from bitr_envs.datasets import all_recipes
 
-    known = [r.dataset_id for r in all_recipes()]
     ids = []
     for pattern in patterns:
-        matches = fnmatch.filter(known, pattern) if any(c in pattern for c in "*?[") else [pattern]
+        if any(c in pattern for c in "*?["):
+            parts = pattern.split("/")
+            envs = parts[1] if len(parts) == 3 else "*"  # bitr/<env>/<name>: that family's recipes only
+            matches = fnmatch.filter([r.dataset_id for r in all_recipes(envs)], pattern)
+        else:
+            matches = [pattern]
         if not matches:
             raise ValueError(f"No dataset id matches {pattern!r}; `bitr datasets list` shows them all.")
         ids.extend(m for m in matches if m not in ids)

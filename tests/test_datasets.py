@@ -281,6 +281,26 @@ def test_dataset_ids_and_bad_ids():
     with pytest.raises(ValueError, match="No recipe defines"):
         recipe("bitr/point-robot/train-iid-huge-v0")
     assert bitr_main(["datasets", "build", "bitr/nothing/*"]) == 2
+    assert all(recipe(i).dataset_id == i for i in ids)
+
+
+def test_one_dataset_id_looks_only_at_its_own_family(monkeypatch):
+    """Finding a recipe, or expanding bitr/<env>/*, draws that family's tasks only: drawing
+    Meta-World's took seconds before every build."""
+    from bitr_envs import core
+    from bitr_envs.cli import _dataset_ids
+    from bitr_envs.meta_world import MetaWorldTaskEnv
+
+    def not_this_family(cls, rng):
+        raise AssertionError(f"{cls.__name__}'s tasks were drawn")
+
+    core._task_table.cache_clear()
+    monkeypatch.setattr(MetaWorldTaskEnv, "draw_tasks", classmethod(not_this_family))
+    assert recipe(POINT).dataset_id == POINT
+    ids = _dataset_ids(["bitr/point-robot/*-lite-v0"])
+    assert len(ids) == 6 and all(i.startswith("bitr/point-robot/") and i.endswith("-lite-v0") for i in ids)
+    with pytest.raises(AssertionError, match="tasks were drawn"):  # the patch does bite
+        recipe(REACH)
 
 
 def test_bad_recipe_cards_are_refused(tmp_path, monkeypatch):

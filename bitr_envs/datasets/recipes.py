@@ -9,6 +9,7 @@ an error naming the file and the key, never a wrong dataset.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib.resources
 import json
@@ -170,18 +171,18 @@ def _recipes_of(env_id: str, family: RecipeCard) -> list[Recipe]:
     ]
 
 
-def all_recipes() -> list[Recipe]:
-    """Every dataset the cards define, in a stable order."""
-    return [r for env_id, family in _cards(recipes_dir()).items() for r in _recipes_of(env_id, family)]
+def all_recipes(envs: str = "*") -> list[Recipe]:
+    """Every dataset the cards define, in a stable order; `envs`, a shell pattern of env slugs
+    (`point-robot-sparse`, `cheetah-*`), keeps only those families: listing a family draws its
+    tasks, and Meta-World's take seconds."""
+    return [r for env_id, family in _cards(recipes_dir()).items() if fnmatch.fnmatchcase(env_slug(env_id), envs)
+            for r in _recipes_of(env_id, family)]
 
 
 def recipe(dataset_id: str) -> Recipe:
-    """The recipe of `dataset_id`, or a ValueError saying how such ids are formed. Only the id's
-    own family is looked at: drawing every family's tasks (Meta-World's) costs seconds."""
+    """The recipe of `dataset_id`, or a ValueError saying how such ids are formed."""
     env = DatasetId.parse(dataset_id).env  # a malformed id: say how ids are formed
-    for env_id, family in _cards(recipes_dir()).items():
-        if env_slug(env_id) == env:
-            for candidate in _recipes_of(env_id, family):
-                if candidate.dataset_id == dataset_id:
-                    return candidate
+    for candidate in all_recipes(envs=env):
+        if candidate.dataset_id == dataset_id:
+            return candidate
     raise ValueError(f"No recipe defines {dataset_id!r}. {FORMAT_HINT}")
