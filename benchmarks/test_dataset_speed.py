@@ -3,7 +3,7 @@
 Targets: collection runs at least half the raw env's step rate; sharded collection on N
 workers keeps that rate per worker; loading a 1M-transition dataset into per-task arrays takes
 at most 1.5x a raw h5py read of the same file, and loading one task of it at most 2x a raw h5py
-read of that task's episodes.
+read of that task's episodes (and within a memory limit that the whole dataset exceeds).
 """
 
 import os
@@ -107,6 +107,37 @@ def test_loading_one_task_against_raw_h5py_of_its_episodes(benchmark, million_tr
     benchmark.pedantic(datasets.load, args=(DATASET,), kwargs={"tasks": [task]}, rounds=5)
     print(f"\nload(tasks=[{task}]) / raw h5py read of its 167 episodes = {ratio:.3f}")
     assert ratio <= 2.0
+
+
+LOAD_UNDER_A_LIMIT = """
+import resource, sys
+from bitr_envs import datasets
+dataset, allowed = sys.argv[1], int(sys.argv[2])
+datasets.load(dataset, tasks=[0])  # imports and caches in place before the limit is set
+size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + allowed, size + allowed))
+print("one task:", datasets.load(dataset, tasks=[7]).num_transitions, flush=True)
+try:
+    datasets.load(dataset)
+    print("whole: loaded")
+except MemoryError as err:
+    print("whole:", err)
+"""
+
+
+def test_one_task_loads_within_a_memory_limit_that_the_whole_dataset_exceeds(million_transitions):
+    """A dataset bigger than the memory a process is allowed: its arrays take about 314 MB, the
+    process may grow by 100 MB (address space, RLIMIT_AS). One task's episodes load; the whole
+    dataset stops with a MemoryError that says what to do, not a "damaged file"."""
+    import subprocess
+    import sys
+
+    allowed = 100 * 2**20
+    run = subprocess.run([sys.executable, "-c", LOAD_UNDER_A_LIMIT, DATASET, str(allowed)],
+                         capture_output=True, text=True, timeout=600)
+    print(f"\n{run.stdout}{run.stderr[-2000:]}")
+    assert f"one task: {167 * 200}" in run.stdout
+    assert "whole: Out of memory while loading" in run.stdout and "tasks=[...]" in run.stdout
 
 
 @pytest.mark.parametrize("jobs, executor", [(1, "local"), (2, "local"), (2, "ray")])

@@ -247,6 +247,21 @@ def test_corrupted_and_truncated_files_are_clear_errors(root, scratch_root):
         datasets.load(POINT)
 
 
+@pytest.mark.parametrize("failure", [MemoryError(), OSError("Can't synchronously read data (memory allocation failed for chunk)")])
+def test_running_out_of_memory_while_loading_is_not_called_damage(root, monkeypatch, failure):
+    """h5py words an allocation failure as an OSError; either way the user is told to load fewer
+    tasks or allow more memory, not to rebuild an intact dataset."""
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    def get_episodes(self, indices):
+        raise failure
+        yield
+
+    monkeypatch.setattr(HDF5Storage, "get_episodes", get_episodes)
+    with pytest.raises(MemoryError, match=rf"Out of memory while loading {POINT} .* tasks=\[\.\.\.\]"):
+        datasets.load(POINT)
+
+
 def test_version_mismatch_is_a_clear_error(root, scratch_root):
     shutil.copytree(root / "bitr", scratch_root / "bitr")
     metadata_file = scratch_root / POINT / "data" / "metadata.json"

@@ -182,8 +182,11 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
                 }
             )
             n_steps += len(episode["rewards"])
-    except (OSError, KeyError, IndexError, RuntimeError, ValueError) as err:  # h5py's read errors
-        raise DatasetError(f"Dataset {dataset_id} is damaged: {err!r}. {_fixes(dataset_id)}") from err
+    except (OSError, KeyError, IndexError, RuntimeError, ValueError, MemoryError) as err:  # h5py's read errors
+        if _out_of_memory(err):
+            raise _memory_error(dataset_id, err) from err
+        raise DatasetError(f"Dataset {dataset_id} could not be read ({err!r}): a damaged file, or (if `bitr datasets "
+                           f"verify` finds it intact) too little memory. {_fixes(dataset_id)}") from err
     if tasks is None and n_steps != metadata["total_steps"]:
         raise DatasetError(
             f"Dataset {dataset_id} holds {n_steps} steps, its metadata says {metadata['total_steps']}. "
@@ -196,7 +199,10 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
             continue
         if not episodes:
             raise DatasetError(f"Dataset {dataset_id} has no episode of task {task}. {_fixes(dataset_id)}")
-        loaded.append(TaskData(**{k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}))
+        try:
+            loaded.append(TaskData(**{k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}))
+        except MemoryError as err:
+            raise _memory_error(dataset_id, err) from err
         per_task[task] = []  # the episodes' arrays go as soon as their task is one array
     return OfflineData(
         dataset_id=dataset_id,
@@ -207,6 +213,23 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
         reference_returns=metadata["bitr_reference_returns"],
         tasks=loaded,
     )
+
+
+def _out_of_memory(err: Optional[BaseException]) -> bool:
+    """Whether `err`, or an error it was raised from, is the process running out of memory:
+    h5py and Minari re-word it ("memory allocation failed", "Infos are in an unsupported
+    format"), and it must not read as a damaged file."""
+    while err is not None:
+        if isinstance(err, MemoryError) or "memory allocation failed" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _memory_error(dataset_id: str, err: BaseException) -> MemoryError:
+    return MemoryError(f"Out of memory while loading {dataset_id} ({err!r}); nothing says the dataset is "
+                       "damaged. Load fewer tasks at a time (`datasets.load(id, tasks=[...])` reads only "
+                       "theirs) or give the process more memory.")
 
 
 def verify(dataset_id: str, full_read: bool = True) -> list[str]:
