@@ -109,8 +109,11 @@ def test_switching_the_invariance_terms_off():
     assert all(torch.equal(a, b) for a, b in zip(before, learner.encoder.parameters()))
 
 
-def test_a_resumed_run_logs_each_iteration_once_and_keeps_counting_its_time(tmp_path):
+def test_a_resumed_run_logs_each_iteration_once_and_keeps_counting_its_time(tmp_path, monkeypatch):
     import csv
+    import time
+
+    from bitr_agent import train as train_module
 
     cfg = dataclasses.replace(SMALL, checkpoint_every=40)
     out = tmp_path / "run"
@@ -119,13 +122,24 @@ def test_a_resumed_run_logs_each_iteration_once_and_keeps_counting_its_time(tmp_
         with open(folder / "metrics.csv", newline="") as f:
             return [(int(r["iteration"]), float(r["seconds"])) for r in csv.DictReader(f)]
 
+    # the first process stalls for 1000 s (on its clock) after its checkpoint, then is killed
+    stall, monotonic, save = [0.0], time.monotonic, train_module.save_checkpoint
+    monkeypatch.setattr(time, "monotonic", lambda: monotonic() + stall[0])
+
+    def save_then_stall(*args, **kwargs):
+        save(*args, **kwargs)
+        stall[0] += 1000.0
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_stall)
     train(cfg, out, progress=False, stop_after=70)  # killed after logging 60; its last checkpoint is at 40
-    assert [i for i, _ in rows(out)] == [20, 40, 60]
+    assert [i for i, _ in rows(out)] == [20, 40, 60] and rows(out)[2][1] > 1000
     at_checkpoint = rows(out)[1][1]
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
     train(cfg, out, progress=False)
     iterations, seconds = zip(*rows(out))
     assert list(iterations) == [20, 40, 60, 80]  # 60 logged once, by the process that kept it
     assert list(seconds) == sorted(seconds) and seconds[1] == at_checkpoint  # one clock over both processes
+    assert seconds[3] < 1000  # the killed process's time past its checkpoint is not counted
     # a run killed before its first checkpoint starts over, its metrics too
     fresh = tmp_path / "fresh"
     train(cfg, fresh, progress=False, stop_after=30)  # logged 20, no checkpoint yet
