@@ -64,19 +64,16 @@ def build_lock(dataset_id: str, on_wait: Optional[Callable[[str], None]] = None)
     import fcntl  # POSIX only: imported here so the rest of the package loads on any OS
 
     path = datasets_root() / LOCKS_DIR / (dataset_id.replace("/", "--") + ".lock")
+    f = failure = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         f = open(path, "a+")
+        waited = _take(f, dataset_id, on_wait)
     except OSError as err:
-        f, failure = None, err
-    if f is not None:
-        try:
-            waited = _take(f, dataset_id, on_wait)
-            failure = None
-        except OSError as err:
+        failure = err
+        if f is not None:
             f.close()
-            f, failure = None, err
-    if f is None:
+    if failure is not None:  # warned and yielded outside the except: the build's errors are not chained to it
         warnings.warn(f"cannot lock {path} ({failure.strerror or failure}): concurrent builds of {dataset_id} "
                       "are not kept apart on this file system", stacklevel=3)
         yield False
