@@ -187,23 +187,19 @@ class Channel:
 
     def _fill(self, need: int, deadline: Optional[float]) -> None:
         while len(self._buffer) < need:
-            chunk = self._spin(max(need - len(self._buffer), 65536))
-            if chunk is not None:
-                if not chunk:
-                    raise Closed("the connection closed")
-                self._buffer += chunk
-                self.received_bytes += len(chunk)
-                continue
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._poll.poll(max(1, int(remaining * 1000 + 0.999))):
-                    if time.monotonic() >= deadline:
-                        raise Timeout("nothing arrived in time")
-                    continue
-            try:
-                chunk = self.sock.recv(max(need - len(self._buffer), 65536))
-            except OSError as err:
-                raise Closed(f"the connection failed ({err.strerror or err})") from None
+            size = max(need - len(self._buffer), 65536)
+            chunk = self._spin(size)
+            if chunk is None:  # nothing yet: sleep in poll() until something arrives
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._poll.poll(max(1, int(remaining * 1000 + 0.999))):
+                        if time.monotonic() >= deadline:
+                            raise Timeout("nothing arrived in time")
+                        continue
+                try:
+                    chunk = self.sock.recv(size)
+                except OSError as err:
+                    raise Closed(f"the connection failed ({err.strerror or err})") from None
             if not chunk:
                 raise Closed("the connection closed")
             self._buffer += chunk

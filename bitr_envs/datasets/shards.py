@@ -336,17 +336,19 @@ class _ShardWriter:
         with self._changed:
             self._on_disk.add(shard.index)
             self._changed.notify_all()
-        if self._outcome and isinstance(self._outcome[0], BaseException):
-            raise self._outcome[0]
+        self._raise_if_failed()
         if start:
             self._start_when_ready()
 
     def finish(self) -> Path:
         self._start_when_ready()
         self._thread.join()
-        if isinstance(self._outcome[0], BaseException):
-            raise self._outcome[0]
+        self._raise_if_failed()
         return self._outcome[0]
+
+    def _raise_if_failed(self) -> None:
+        if self._outcome and isinstance(self._outcome[0], BaseException):
+            raise self._outcome[0]
 
     def abort(self) -> None:
         with self._changed:
