@@ -2,14 +2,23 @@
 isolated and resumable runs, honest statistics, and result files for the leaderboard.
 
     bitr evaluate --agent my_pkg.agent:make --checkpoint run/ckpt --suite lite --out runs/mine.json
+
+The names below are imported when first used: `bitr datasets build` and its worker processes
+(which import the `bitr` command's module) then skip the evaluator's imports (scipy among them).
 """
 
-from bitr_eval.agents import Agent, OracleAgent, RandomAgent, load_factory
-from bitr_eval.results import ResultError, load_result, validate
-from bitr_eval.runner import evaluate
-from bitr_eval.suites import PROTOCOLS, SUITES, Suite, Unit, suite
+import importlib
 
-__all__ = [
-    "PROTOCOLS", "SUITES", "Agent", "OracleAgent", "RandomAgent", "ResultError", "Suite", "Unit",
-    "evaluate", "load_factory", "load_result", "suite", "validate",
-]
+_HOMES = {
+    "Agent": "agents", "OracleAgent": "agents", "RandomAgent": "agents", "load_factory": "agents",
+    "ResultError": "results", "load_result": "results", "validate": "results",
+    "evaluate": "runner",
+    "PROTOCOLS": "suites", "SUITES": "suites", "Suite": "suites", "Unit": "suites", "suite": "suites",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'bitr_eval' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"bitr_eval.{_HOMES[name]}"), name)

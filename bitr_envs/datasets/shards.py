@@ -176,6 +176,10 @@ def _returns_of(folder: Path, shards: Iterable[Shard]) -> np.ndarray:
 
 
 # ----- executors -------------------------------------------------------------------------------
+def _started() -> None:
+    """Nothing: submitted once per worker so that the pool spawns them at once."""
+
+
 class ShardExecutor:
     """Runs `run_shard` calls and hands back their results as they finish.
 
@@ -199,6 +203,8 @@ class ShardExecutor:
             self._ray = start_ray(self.jobs)
         elif self.jobs > 1:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            for _ in range(self.jobs):  # start the workers (and their imports) now, while this process plans
+                self._pool.submit(_started)
         return self
 
     def __exit__(self, *exc) -> None:
