@@ -294,3 +294,15 @@ def test_without_force_a_dataset_built_meanwhile_is_kept(one_process, monkeypatc
     before = data_file(POINT).stat().st_mtime_ns
     shards.build(POINT, force=False)
     assert data_file(POINT).stat().st_mtime_ns == before and file_hashes(POINT) == expected[POINT]
+
+
+def test_a_build_worker_starts_without_the_evaluators_imports():
+    """Each `--jobs` worker imports the `bitr` command's module (spawn re-imports the main
+    script): it must not pull in the evaluator (scipy, the runner), which cost a worker about
+    0.6 s of start-up and the command as much before it began."""
+    import subprocess
+    import sys
+
+    code = "import sys, bitr_eval.cli; print(sorted(m for m in ('scipy', 'bitr_eval.runner', 'torch') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
