@@ -51,7 +51,7 @@ def model_spec(weights: dict) -> dict:
 
 def build_encoder(spec: dict):
     if spec["encoder"] == "set":
-        return TaskEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"])
+        return TaskEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"], spec.get("normalise", False))
     if spec["encoder"] == "transition":
         return TransitionEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"], spec.get("normalise", False))
     return None

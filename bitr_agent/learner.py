@@ -173,6 +173,5 @@ class Method:
         out = {"model": model}
         if self.encoder_kind != "none":
             out["encoder"] = self.encoder.state_dict()
-            if self.encoder_kind == "transition":
-                model["normalise"] = bool(self.encoder.normalise)
+            model["normalise"] = bool(self.encoder.normalise)
         return out

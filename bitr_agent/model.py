@@ -37,8 +37,11 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequentia
 
 # ----- task encoder ---------------------------------------------------------------------------
 class TaskEncoder(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, z_dim: int, width: int):
+    """With `normalise`, z is L2-normalised: it lives on the unit sphere."""
+
+    def __init__(self, obs_dim: int, act_dim: int, z_dim: int, width: int, normalise: bool = False):
         super().__init__()
+        self.normalise = normalise
         self.embed = mlp(2 * obs_dim + act_dim + 1, width, width)
         self.query = nn.Parameter(torch.randn(1, 1, width) / math.sqrt(width))
         self.attend = nn.MultiheadAttention(width, num_heads=4, batch_first=True)
@@ -49,7 +52,8 @@ class TaskEncoder(nn.Module):
         x = torch.cat([obs, act, rew.unsqueeze(-1), next_obs - obs], dim=-1)
         h = self.embed(x)
         pooled, _ = self.attend(self.query.expand(len(h), -1, -1), h, h, key_padding_mask=mask)
-        return self.out(pooled.squeeze(1))
+        z = self.out(pooled.squeeze(1))
+        return F.normalize(z, dim=-1) if self.normalise else z
 
 
 class TransitionEncoder(nn.Module):

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from bitr_agent import CheckpointError, load, load_privileged  # noqa: E402
+from bitr_agent.agent import build_encoder  # noqa: E402
 from bitr_agent.data import Sampler, TaskArrays, flat  # noqa: E402
 from bitr_agent.methods import ALGOS, BITR, CORRO, CSRO, FOCAL, UNICORN, ContextBC  # noqa: E402
 from bitr_agent.methods.bitr import BITRMLPWorldModel, BITRNoWorldModel, adversary_scale  # noqa: E402
@@ -172,6 +173,24 @@ def test_the_ramped_adversary_weight_follows_danns_schedule():
     assert adversary_scale(cfg, 1.0) == pytest.approx(0.3, abs=1e-4)
     assert adversary_scale(dataclasses.replace(cfg, adversary_ramp=False), 0.0) == 0.3
     assert Config().adversary_ramp is False
+
+
+def test_unit_z_keeps_the_reversed_gradient_from_growing_z(tasks):
+    """InfoNCE scores only z's direction, so nothing else bounds its norm, and the adversary's
+    reversed gradient grows it (on Point-Robot-Sparse it ran away and the encoder collapsed)."""
+    def norms(unit_z, adversary_weight):
+        learner, sampler = learner_and_sampler(tasks, "bitr", unit_z=unit_z, adversary_weight=adversary_weight)
+        before = learner.task_z(sampler, sampler.task_ids()).norm(dim=-1)
+        for _ in range(40):
+            learner.update_representation(sampler)
+        return learner, before, learner.task_z(sampler, sampler.task_ids()).norm(dim=-1)
+
+    _, before, after = norms(unit_z=False, adversary_weight=20.0)
+    _, _, after_without_adversary = norms(unit_z=False, adversary_weight=0.0)
+    assert after.mean() > 3 * before.mean() and after.mean() > 3 * after_without_adversary.mean()
+    learner, _, after = norms(unit_z=True, adversary_weight=20.0)
+    assert torch.allclose(after, torch.ones_like(after), atol=1e-5)
+    assert build_encoder(learner.export()["model"]).normalise  # and so does the test-time agent
 
 
 def test_unicorn_beta_by_family():

@@ -33,7 +33,7 @@ class BITR(Method):
 
     def build(self):
         cfg = self.cfg
-        return {"encoder": TaskEncoder(self.obs_dim, self.act_dim, cfg.z_dim, cfg.width),
+        return {"encoder": TaskEncoder(self.obs_dim, self.act_dim, cfg.z_dim, cfg.width, normalise=cfg.unit_z),
                 "world_model": self.make_world_model(),
                 "adversary": BehaviourAdversary(cfg.z_dim, self.n_behaviours, cfg.width)}
 
