@@ -13,11 +13,11 @@ torch = pytest.importorskip("torch")
 
 from bitr_agent import CheckpointError, load, load_privileged  # noqa: E402
 from bitr_agent.agent import build_encoder  # noqa: E402
-from bitr_agent.data import Sampler, TaskArrays, flat  # noqa: E402
+from bitr_agent.data import Sampler, TaskArrays, encode, flat  # noqa: E402
 from bitr_agent.methods import ALGOS, BITR, CORRO, CSRO, FOCAL, UNICORN, ContextBC  # noqa: E402
-from bitr_agent.methods.bitr import BITRMLPWorldModel, BITRNoWorldModel, adversary_scale  # noqa: E402
+from bitr_agent.methods.bitr import BITRMeanPool, BITRMLPWorldModel, BITRNoWorldModel, adversary_scale  # noqa: E402
 from bitr_agent.methods.unicorn import beta_for  # noqa: E402
-from bitr_agent.model import GaussianMLP, club_upper_bound, distance_metric_loss  # noqa: E402
+from bitr_agent.model import GaussianMLP, TaskEncoder, TransitionEncoder, club_upper_bound, distance_metric_loss  # noqa: E402
 from bitr_agent.train import PROFILES, Config, main, resolve, suggested_suite, train  # noqa: E402
 from bitr_agent.utils import add_dataclass_flags, set_fields  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
@@ -67,7 +67,8 @@ def learner_and_sampler(tasks, algo, seed=0, **changes):
 
 # ----- each method's objective ----------------------------------------------------------------
 @pytest.mark.parametrize("algo, key", [
-    ("bitr", "contrastive"), ("bitr-mlp-wm", "reconstruction"), ("focal", "distance"), ("corro", "corro_nce"),
+    ("bitr", "contrastive"), ("bitr-mlp-wm", "reconstruction"), ("bitr-mean-pool", "contrastive"),
+    ("focal", "distance"), ("corro", "corro_nce"),
     ("csro", "distance"), ("unicorn", "decoder_nll"), ("cbc", "bc"),
 ])
 def test_the_objective_decreases_over_a_few_steps(tasks, algo, key):
@@ -164,6 +165,26 @@ def test_bitr_without_world_model_learns_on_real_data_only(tasks):
     assert n_real == len(batch["rew"]) == 2 * TINY.batch_per_task
     assert resolve(dataclasses.replace(TINY, algo="bitr-no-cql")).cql_weight == 0
     assert resolve(dataclasses.replace(TINY, algo="bitr-no-invariance")).adversary_weight == 0
+
+
+def test_bitr_mean_pool_averages_its_transitions_where_bitr_attends(tasks):
+    """The pooling ablation: two contexts joined give the mean of their z (set attention does
+    not average); everything else is BITR's, and the exported agent pools the same way."""
+    learner, sampler = learner_and_sampler(tasks, "bitr-mean-pool", unit_z=True)
+    context, _ = sampler.contexts(np.array([0, 0]))
+    context = {k: v.clone() for k, v in context.items()}
+    context["rew"][1] += 5.0  # two contexts far apart
+    context["obs"][1] += 3.0
+    context["next_obs"][1] += 3.0
+    joined = {k: v.reshape(1, -1, *v.shape[2:]) for k, v in context.items()}  # one set of both
+    with torch.no_grad():
+        parts, z = encode(learner.encoder, context), encode(learner.encoder, joined)[0]
+    assert (parts[0] - parts[1]).norm() > 0.5
+    assert torch.allclose(z, parts.mean(0), atol=1e-5) and z.norm() <= 1 + 1e-5
+    assert set(learner.update_representation(sampler)) == set(BITR.loss_names)
+    assert isinstance(build_encoder(learner.export()["model"]), TransitionEncoder)
+    bitr, _ = learner_and_sampler(tasks, "bitr")
+    assert isinstance(bitr.encoder, TaskEncoder) and bitr.export()["model"]["encoder"] == "set"
 
 
 def test_the_ramped_adversary_weight_follows_danns_schedule():
@@ -346,5 +367,5 @@ def test_the_command_trains_the_named_algo_and_names_a_suite(minari_root, tmp_pa
 
 
 def test_every_peer_class_is_registered():
-    for cls in (BITR, BITRMLPWorldModel, FOCAL, CORRO, CSRO, UNICORN, ContextBC):
+    for cls in (BITR, BITRMLPWorldModel, BITRMeanPool, FOCAL, CORRO, CSRO, UNICORN, ContextBC):
         assert cls in ALGOS.values()

@@ -1,6 +1,6 @@
 """The methods this harness trains, one short file each; `ALGOS` names them for `--algo`."""
 
-from bitr_agent.methods.bitr import BITR, BITRMLPWorldModel, BITRNoCQL, BITRNoInvariance, BITRNoWorldModel
+from bitr_agent.methods.bitr import BITR, BITRMeanPool, BITRMLPWorldModel, BITRNoCQL, BITRNoInvariance, BITRNoWorldModel
 from bitr_agent.methods.cbc import ContextBC
 from bitr_agent.methods.corro import CORRO
 from bitr_agent.methods.csro import CSRO
@@ -14,6 +14,7 @@ ALGOS = {
     "bitr-no-wm": BITRNoWorldModel,
     "bitr-no-cql": BITRNoCQL,
     "bitr-mlp-wm": BITRMLPWorldModel,
+    "bitr-mean-pool": BITRMeanPool,
     "focal": FOCAL,
     "corro": CORRO,
     "csro": CSRO,

@@ -5,7 +5,8 @@ likelihood; the policy learns on real transitions plus 1-step rollouts the model
 Variants (ablations): `bitr-no-invariance` (adversary off), `bitr-no-cql` (CQL weight 0),
 `bitr-no-wm` (no world model: real data only, the encoder trained by InfoNCE and the
 adversary, as in BITR; add `--adversary-weight 0` for InfoNCE alone),
-`bitr-mlp-wm` (an ensemble of MLP dynamics models in place of the Transformer).
+`bitr-mlp-wm` (an ensemble of MLP dynamics models in place of the Transformer),
+`bitr-mean-pool` (FOCAL's pooling, the mean of per-transition z, in place of set attention).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 
 from bitr_agent.data import encode, flat
 from bitr_agent.learner import Method
-from bitr_agent.model import BehaviourAdversary, MLPDynamicsEnsemble, TaskEncoder, WorldModel, info_nce, reverse_gradient
+from bitr_agent.model import (BehaviourAdversary, MLPDynamicsEnsemble, TaskEncoder, TransitionEncoder, WorldModel, info_nce,
+                              reverse_gradient)
 
 
 def adversary_scale(cfg, progress: float) -> float:
@@ -33,9 +35,12 @@ class BITR(Method):
 
     def build(self):
         cfg = self.cfg
-        return {"encoder": TaskEncoder(self.obs_dim, self.act_dim, cfg.z_dim, cfg.width, normalise=cfg.unit_z),
+        return {"encoder": self.make_encoder(),
                 "world_model": self.make_world_model(),
                 "adversary": BehaviourAdversary(cfg.z_dim, self.n_behaviours, cfg.width)}
+
+    def make_encoder(self):
+        return TaskEncoder(self.obs_dim, self.act_dim, self.cfg.z_dim, self.cfg.width, normalise=self.cfg.unit_z)
 
     def make_world_model(self):
         cfg = self.cfg
@@ -162,3 +167,14 @@ class BITRNoInvariance(BITR):
 
 class BITRNoCQL(BITR):
     defaults = {"cql_weight": 0.0}
+
+
+class BITRMeanPool(BITR):
+    """BITR's objectives with FOCAL's pooling: one MLP per transition, z the mean of their z (each
+    on the unit sphere with `unit_z`, so z's norm stays at most 1), in place of set attention.
+    It asks whether BITR's lead on partly uninformative contexts comes from the pooling."""
+
+    encoder_kind = "transition"
+
+    def make_encoder(self):
+        return TransitionEncoder(self.obs_dim, self.act_dim, self.cfg.z_dim, self.cfg.width, normalise=self.cfg.unit_z)
