@@ -386,9 +386,42 @@ def _write_training_record(out: Path, cfg: Config, profile: str) -> None:
                                               "profile": profile, "dataset": cfg.dataset})
 
 
+def probes_table(runs: Path) -> str:
+    """The encoders' end-of-training probes of a sweep folder (`<runs>/<algo>/seed<k>/<family>/
+    metrics.csv`) as a Markdown table: per method and family, how often z named the held-out task
+    and the behaviour policy, each finished run's (its agent.pt written) in seed order."""
+    families = sorted({p.parent.name for p in runs.glob("*/seed*/*/metrics.csv")})
+    lines = ["| Method | " + " | ".join(f"`{f}` {what}" for f in families for what in ("task", "behaviour")) + " |",
+             "| --- |" + " ---: |" * (2 * len(families))]
+    for algo in [a for a in ALGOS if (runs / a).is_dir()]:
+        seeds = sorted((runs / algo).glob("seed*"), key=lambda p: int(p.name.removeprefix("seed")))
+        cells = []
+        for family in families:
+            last = [_last_diagnostics(seed / family / "metrics.csv") for seed in seeds
+                    if (seed / family / "agent.pt").exists()]
+            last = [row for row in last if row]
+            cells += [" / ".join(f"{100 * float(row[key]):.0f}%" for row in last) or "–"
+                      for key in ("task_id_accuracy", "behaviour_probe_accuracy")]
+        if any(cell != "–" for cell in cells):
+            lines.append(f"| `{algo}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _last_diagnostics(metrics: Path) -> dict | None:
+    """The last row of a metrics.csv that holds the diagnostics, if any."""
+    if not metrics.exists():
+        return None
+    with open(metrics, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("task_id_accuracy")]
+    return rows[-1] if rows else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bitr-agent", description="Train BITR or a peer method in one harness.")
     commands = parser.add_subparsers(dest="command", required=True)
+    probing = commands.add_parser("probes", help="print the encoders' end-of-training probes of a sweep folder "
+                                                 "as a Markdown table")
+    probing.add_argument("runs", help="a `bitr sweep --out` folder: <runs>/<algo>/seed<k>/<family>/metrics.csv")
     run = commands.add_parser("train", help="train on a dataset (resumes from --out/checkpoint.pt)")
     run.add_argument("--algo", default="bitr", choices=list(ALGOS), help="the method (bitr_agent/methods/)")
     run.add_argument("--dataset", required=True, help="a train-iid dataset id, e.g. bitr/point-robot-sparse/train-iid-lite-v0")
@@ -403,6 +436,12 @@ def main(argv=None) -> int:
         "what each does); a finished run continues with a larger --sac-iterations")
     add_dataclass_flags(overridable, Config, skip=fixed, defaults=False)
     args = parser.parse_args(argv)
+    if args.command == "probes":
+        if not Path(args.runs).is_dir():
+            print(f"bitr-agent probes: no folder {args.runs}: give a `bitr sweep --out` folder", file=sys.stderr)
+            return 2
+        print(probes_table(Path(args.runs)))
+        return 0
     cfg = dataclasses.replace(PROFILES[args.profile], algo=args.algo, dataset=args.dataset, seed=args.seed,
                               **set_fields(args, Config, skip=fixed))
     try:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bitr_envs.datasets.ids import env_slug
 from bitr_envs.datasets.storage import write_json_atomic
 from bitr_eval.results import OldSchemaError, ResultError, load_result
 from bitr_eval.scoring import TOLERANCE, verify
@@ -361,6 +362,8 @@ def entry_view(name: str, runs: list[dict]) -> dict:
                    if e["phase"] == "score"]
         view["units"].append({"unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split,
                               "protocol": unit.protocol, "summary": summary, "failures": failures,
+                              # each run's own mean, in filing order: how far apart the training runs land
+                              "run_means": None if failures else [float(np.mean(rec["scores"])) for rec in records],
                               # what the peers' papers report: the mean undiscounted return of a scored episode
                               "raw_return": float(np.mean(returns)) if returns and not failures else None})
     return view
@@ -532,7 +535,31 @@ def results_tables(views: list[dict], figures: str = "plots") -> str:
                 raw = {u["unit_id"]: u["raw_return"] for u in v["units"]}
                 lines.append(f"| {md(display_name(v))} | " + " | ".join("–" if raw[u] is None else f"{raw[u]:.1f}"
                                                                   for u in units) + " |")
+        lines += per_family_tables(ordered, SUITES[suite_name])
     return "\n".join(lines[1:])
+
+
+def per_family_tables(ordered: list[dict], suite) -> list[str]:
+    """Per env family of `suite`, one row per entry and a column per protocol: the mean over
+    runs, then each run's own mean in filing order, so a reader sees which runs carry an entry."""
+    lines = []
+    for family in dict.fromkeys(env_slug(u.env_id) for u in suite.units):
+        units = [u for u in suite.units if env_slug(u.env_id) == family]
+        lines += ["", f"`{family}`, mean normalised score (each run's, in filing order):", "",
+                  "| Entry | " + " | ".join(f"`{u.unit_id.removeprefix(family + '/')}`" for u in units) + " |",
+                  "| --- |" + " ---: |" * len(units)]
+        for v in ordered:
+            by_id = {u["unit_id"]: u for u in v["units"]}
+            lines.append(f"| {md(display_name(v))} | " + " | ".join(_runs_cell(by_id[u.unit_id]) for u in units) + " |")
+    return lines
+
+
+def _runs_cell(unit: dict) -> str:
+    """'82.0 (92 / 82 / 61)': the mean over runs, then each run's; one run: its mean alone."""
+    if unit["summary"] is None:
+        return "failed"
+    runs = unit["run_means"]
+    return f"{unit['summary']['mean']:.1f}" + (" (" + " / ".join(f"{m:.0f}" for m in runs) + ")" if len(runs) > 1 else "")
 
 
 def _table_block(text: str) -> tuple[str, str]:

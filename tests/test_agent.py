@@ -217,6 +217,34 @@ def test_metrics_log_has_the_diagnostics(trained):
         assert 0 <= float(final[key]) < 1e6
 
 
+def test_probes_table_reads_each_runs_last_diagnostics(trained, tmp_path, capsys):
+    """`bitr-agent probes` over a sweep folder: per method and family, each finished run's last
+    probe row in seed order; a method with no finished run is left out; a missing folder is refused."""
+    from bitr_agent.train import main
+
+    for seed in (10, 2):  # seed 10 after seed 2: numeric order, not the folders' names
+        shutil.copytree(trained, tmp_path / "sweep" / "bitr" / f"seed{seed}" / "point-robot-sparse")
+    metrics = tmp_path / "sweep" / "bitr" / "seed10" / "point-robot-sparse" / "metrics.csv"
+    metrics.write_text(metrics.read_text().replace("0.3625", "0.9"))
+    unfinished = tmp_path / "sweep" / "focal" / "seed0" / "point-robot-sparse"
+    shutil.copytree(trained, unfinished)
+    (unfinished / "agent.pt").unlink()
+    assert main(["probes", str(tmp_path / "sweep")]) == 0
+    assert capsys.readouterr().out.splitlines()[2:] == ["| `bitr` | 36% / 90% | 19% / 19% |"]
+    assert main(["probes", str(tmp_path / "nowhere")]) == 2
+    assert "give a `bitr sweep --out` folder" in capsys.readouterr().err
+
+
+def test_the_results_page_holds_the_committed_runs_probes():
+    """The probes table on the results page is what `bitr-agent probes` makes of the committed runs."""
+    import pathlib
+
+    from bitr_agent.train import probes_table
+
+    root = pathlib.Path(__file__).parent.parent
+    assert probes_table(root / "leaderboard" / "runs" / "lite") in (root / "docs" / "results.md").read_text()
+
+
 # SMALL's final losses as the single-file trainer wrote them before the methods were split into
 # their own files: the refactor kept BITR's default run bit for bit (same seeds, same order of
 # random draws). A tolerance allows for other CPUs' floating point, not for a changed recipe.

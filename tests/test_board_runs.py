@@ -69,6 +69,21 @@ def test_several_runs_are_filed_and_rendered_as_one_entry(tmp_path, capsys):
     assert warnings == [] and sorted(len(e["runs"]) for e in entries) == [1, 3]
 
 
+def test_the_results_page_shows_each_run_per_family(tmp_path):
+    """Beside the entry's mean over runs, each run's own mean, in the order they were filed: a
+    reader sees whether one run carries an entry."""
+    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+
+    assert add(tmp_path, runs("FOCAL s", [40.0, 70.0, 61.0]), "--name", "FOCAL (tiny)") == 0
+    assert add(tmp_path, make_result("lonely", 45.0)) == 0
+    page = tmp_path / "results.md"
+    page.write_text(f"{RESULTS_BEGIN}\n{RESULTS_END}\n")
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board"), "--results-page", str(page)]) == 0
+    rows = {row[0]: row[1:] for row in table(page.read_text(), "`point-robot-sparse`, mean normalised score", "| Entry")}
+    assert rows["FOCAL (tiny)"] == ["57.0 (40 / 70 / 61)"] * 3
+    assert rows["lonely"] == ["45.0"] * 3
+
+
 def test_entry_statistics_resample_runs(tmp_path):
     close, far = runs("close", [49.0, 50.0, 51.0]), runs("far", [20.0, 50.0, 80.0])
     width = {}
