@@ -19,6 +19,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ from bitr_agent.data import Sampler, TaskArrays
 from bitr_agent.learner import Method
 from bitr_agent.methods import ALGOS, method
 from bitr_agent.utils import add_dataclass_flags, atomic_save, set_fields
+from bitr_envs.datasets.ids import env_slug
 from bitr_envs.datasets.storage import atomic_write, write_json_atomic
+from bitr_envs.registry import ENVS
 
 
 @dataclass
@@ -386,34 +389,53 @@ def _write_training_record(out: Path, cfg: Config, profile: str) -> None:
                                               "profile": profile, "dataset": cfg.dataset})
 
 
+PROBES = ("task_id_accuracy", "behaviour_probe_accuracy")
+
+
 def probes_table(runs: Path) -> str:
     """The encoders' end-of-training probes of a sweep folder (`<runs>/<algo>/seed<k>/<family>/
     metrics.csv`) as a Markdown table: per method and family, how often z named the held-out task
-    and the behaviour policy, each finished run's (its agent.pt written) in seed order."""
-    families = sorted({p.parent.name for p in runs.glob("*/seed*/*/metrics.csv")})
+    and the behaviour policy, each finished run's (its agent.pt written) in seed order. Folders
+    that are not a method, a seed or a family are not runs and are passed over."""
+    from bitr_eval.sweep import DONE_FILE
+
+    families = [env_slug(env_id) for env_id in ENVS]
+    found = {}  # (algo, family) -> [(seed, probes)]
+    for algo in ALGOS:
+        for folder in (runs / algo).glob("seed*"):
+            seed = re.fullmatch(r"seed(\d+)", folder.name)
+            for family in families:
+                if seed and (folder / family / DONE_FILE).is_file():
+                    probes = _last_probes(folder / family / "metrics.csv")
+                    if probes is not None:
+                        found.setdefault((algo, family), []).append((int(seed[1]), probes))
+    if not found:
+        raise ValueError(f"no finished run under {runs}: give a `bitr sweep --out` folder, whose runs are "
+                         f"<algo>/seed<k>/<family>/{DONE_FILE}")
+    families = [f for f in families if any(family == f for _, family in found)]
     lines = ["| Method | " + " | ".join(f"`{f}` {what}" for f in families for what in ("task", "behaviour")) + " |",
              "| --- |" + " ---: |" * (2 * len(families))]
-    for algo in [a for a in ALGOS if (runs / a).is_dir()]:
-        seeds = sorted((runs / algo).glob("seed*"), key=lambda p: int(p.name.removeprefix("seed")))
-        cells = []
-        for family in families:
-            last = [_last_diagnostics(seed / family / "metrics.csv") for seed in seeds
-                    if (seed / family / "agent.pt").exists()]
-            last = [row for row in last if row]
-            cells += [" / ".join(f"{100 * float(row[key]):.0f}%" for row in last) or "–"
-                      for key in ("task_id_accuracy", "behaviour_probe_accuracy")]
-        if any(cell != "–" for cell in cells):
+    for algo in ALGOS:
+        if any(a == algo for a, _ in found):
+            cells = [" / ".join(f"{100 * probes[k]:.0f}%" for _, probes in sorted(found.get((algo, f), []))) or "–"
+                     for f in families for k in range(len(PROBES))]
             lines.append(f"| `{algo}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _last_diagnostics(metrics: Path) -> dict | None:
-    """The last row of a metrics.csv that holds the diagnostics, if any."""
-    if not metrics.exists():
+def _last_probes(metrics: Path) -> tuple[float, ...] | None:
+    """The probes of the last row of a metrics.csv that holds them, if any."""
+    if not metrics.is_file():
         return None
     with open(metrics, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row.get("task_id_accuracy")]
-    return rows[-1] if rows else None
+        rows = [row for row in csv.DictReader(f) if row.get(PROBES[0])]
+    if not rows:
+        return None
+    try:
+        return tuple(float(rows[-1][key]) for key in PROBES)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{metrics}: its last diagnostics row has no number for {' or '.join(PROBES)}: "
+                         f"train that run again or remove its folder") from None
 
 
 def main(argv=None) -> int:
@@ -437,10 +459,11 @@ def main(argv=None) -> int:
     add_dataclass_flags(overridable, Config, skip=fixed, defaults=False)
     args = parser.parse_args(argv)
     if args.command == "probes":
-        if not Path(args.runs).is_dir():
-            print(f"bitr-agent probes: no folder {args.runs}: give a `bitr sweep --out` folder", file=sys.stderr)
+        try:
+            print(probes_table(Path(args.runs)))
+        except ValueError as err:
+            print(f"bitr-agent probes: {err}", file=sys.stderr)
             return 2
-        print(probes_table(Path(args.runs)))
         return 0
     cfg = dataclasses.replace(PROFILES[args.profile], algo=args.algo, dataset=args.dataset, seed=args.seed,
                               **set_fields(args, Config, skip=fixed))

@@ -540,8 +540,9 @@ def results_tables(views: list[dict], figures: str = "plots") -> str:
 
 
 def per_family_tables(ordered: list[dict], suite) -> list[str]:
-    """Per env family of `suite`, one row per entry and a column per protocol: the mean over
-    runs, then each run's own mean in filing order, so a reader sees which runs carry an entry."""
+    """Per env family of `suite`, one row per entry and a column per unit of the family: the
+    mean over runs, then each run's own mean in filing order, so a reader sees which runs carry
+    an entry."""
     lines = []
     for family in dict.fromkeys(env_slug(u.env_id) for u in suite.units):
         units = [u for u in suite.units if env_slug(u.env_id) == family]

@@ -219,20 +219,28 @@ def test_metrics_log_has_the_diagnostics(trained):
 
 def test_probes_table_reads_each_runs_last_diagnostics(trained, tmp_path, capsys):
     """`bitr-agent probes` over a sweep folder: per method and family, each finished run's last
-    probe row in seed order; a method with no finished run is left out; a missing folder is refused."""
+    probe row in seed order; unfinished runs and folders that are not runs are passed over; a
+    folder with no run, or a run whose metrics.csv is broken, is refused with the reason."""
     from bitr_agent.train import main
 
+    sweep = tmp_path / "sweep"
     for seed in (10, 2):  # seed 10 after seed 2: numeric order, not the folders' names
-        shutil.copytree(trained, tmp_path / "sweep" / "bitr" / f"seed{seed}" / "point-robot-sparse")
-    metrics = tmp_path / "sweep" / "bitr" / "seed10" / "point-robot-sparse" / "metrics.csv"
-    metrics.write_text(metrics.read_text().replace("0.3625", "0.9"))
-    unfinished = tmp_path / "sweep" / "focal" / "seed0" / "point-robot-sparse"
+        shutil.copytree(trained, sweep / "bitr" / f"seed{seed}" / "point-robot-sparse")
+    metrics = sweep / "bitr" / "seed10" / "point-robot-sparse" / "metrics.csv"
+    metrics.write_text(metrics.read_text().replace(str(RECORDED["task_id_accuracy"]), "0.9"))
+    unfinished = sweep / "focal" / "seed0" / "point-robot-sparse"
     shutil.copytree(trained, unfinished)
     (unfinished / "agent.pt").unlink()
-    assert main(["probes", str(tmp_path / "sweep")]) == 0
-    assert capsys.readouterr().out.splitlines()[2:] == ["| `bitr` | 36% / 90% | 19% / 19% |"]
+    shutil.copytree(trained, sweep / "bitr" / "seed0-old" / "point-robot-sparse")  # not a run's folder
+    (sweep / "bitr" / "seeds.txt").write_text("notes")
+    assert main(["probes", str(sweep)]) == 0
+    task, behaviour = (f"{100 * RECORDED[k]:.0f}%" for k in ("task_id_accuracy", "behaviour_probe_accuracy"))
+    assert capsys.readouterr().out.splitlines()[2:] == [f"| `bitr` | {task} / 90% | {behaviour} / {behaviour} |"]
+    metrics.write_text(metrics.read_text().replace("0.9", "n/a"))
+    assert main(["probes", str(sweep)]) == 2
+    assert f"{metrics}: its last diagnostics row has no number" in capsys.readouterr().err
     assert main(["probes", str(tmp_path / "nowhere")]) == 2
-    assert "give a `bitr sweep --out` folder" in capsys.readouterr().err
+    assert "no finished run under" in capsys.readouterr().err
 
 
 def test_the_results_page_holds_the_committed_runs_probes():

@@ -70,18 +70,22 @@ def test_several_runs_are_filed_and_rendered_as_one_entry(tmp_path, capsys):
 
 
 def test_the_results_page_shows_each_run_per_family(tmp_path):
-    """Beside the entry's mean over runs, each run's own mean, in the order they were filed: a
-    reader sees whether one run carries an entry."""
+    """Per family, beside the entry's mean over runs, each run's own mean in the order they were
+    filed, so a reader sees whether one run carries an entry; a unit that failed says so."""
     from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
 
-    assert add(tmp_path, runs("FOCAL s", [40.0, 70.0, 61.0]), "--name", "FOCAL (tiny)") == 0
-    assert add(tmp_path, make_result("lonely", 45.0)) == 0
+    three = runs("FOCAL s", [40.0, 70.0, 61.0], suite_name="lite-core")
+    assert add(tmp_path, three, "--name", "FOCAL (lite)") == 0
+    assert add(tmp_path, make_result("lonely", 45.0, suite_name="lite-core", failed="cheetah-vel/test/online")) == 0
     page = tmp_path / "results.md"
     page.write_text(f"{RESULTS_BEGIN}\n{RESULTS_END}\n")
     assert main(["leaderboard", "render", "--dir", str(tmp_path / "board"), "--results-page", str(page)]) == 0
-    rows = {row[0]: row[1:] for row in table(page.read_text(), "`point-robot-sparse`, mean normalised score", "| Entry")}
-    assert rows["FOCAL (tiny)"] == ["57.0 (40 / 70 / 61)"] * 3
-    assert rows["lonely"] == ["45.0"] * 3
+    text = page.read_text()
+    for family, lonely in (("point-robot-sparse", ["45.0"] * 3), ("cheetah-vel", ["45.0", "45.0", "failed"])):
+        heading = f"`{family}`, mean normalised score"
+        assert f"{heading} (each run's, in filing order):\n\n| Entry | `test/offline-iid` | `test/offline-ood` | `test/online` |" in text
+        rows = {row[0]: row[1:] for row in table(text, heading, "| Entry")}
+        assert rows == {"FOCAL (lite)": ["57.0 (40 / 70 / 61)"] * 3, "lonely": lonely}
 
 
 def test_entry_statistics_resample_runs(tmp_path):
