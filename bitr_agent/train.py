@@ -407,17 +407,19 @@ def probes_table(runs: Path) -> str:
             if seed is None:
                 continue
             for family in families:
-                probes = _last_probes(folder / family / "metrics.csv") if (folder / family / DONE_FILE).is_file() else None
+                finished = (folder / family / DONE_FILE).is_file()
+                probes = _last_probes(folder / family / "metrics.csv") if finished else None
                 if probes is not None:
                     found.setdefault((algo, family), []).append((int(seed[1]), probes))
     if not found:
         raise ValueError(f"no finished run under {runs}: give a `bitr sweep --out` folder, whose runs are "
                          f"<algo>/seed<k>/<family>/{DONE_FILE}")
-    families = [f for f in families if f in {family for _, family in found}]
+    found_algos, found_families = {a for a, _ in found}, {f for _, f in found}
+    families = [f for f in families if f in found_families]
     lines = ["| Method | " + " | ".join(f"`{f}` {what}" for f in families for what in ("task", "behaviour")) + " |",
              "| --- |" + " ---: |" * (2 * len(families))]
     for algo in ALGOS:
-        if algo in {a for a, _ in found}:
+        if algo in found_algos:
             cells = [" / ".join(f"{100 * probes[k]:.0f}%" for _, probes in sorted(found.get((algo, f), []))) or "–"
                      for f in families for k in range(len(PROBES))]
             lines.append(f"| `{algo}` | " + " | ".join(cells) + " |")
