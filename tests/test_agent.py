@@ -207,6 +207,14 @@ def test_a_collapsed_or_diverged_run_stops_with_a_clear_error_and_no_agent(failu
     assert not (tmp_path / failure / "agent.pt").exists()
 
 
+def test_without_the_conservative_penalty_an_overestimating_critic_trains_on(tmp_path, monkeypatch):
+    """The no-CQL ablation measures what overestimation costs, so its large Q is logged, not fatal."""
+    monkeypatch.setattr(BITR, "update_policy", diverged_policy_update(1e12))
+    train(dataclasses.replace(SMALL, cql_weight=0.0), tmp_path / "no-cql", progress=False)
+    assert (tmp_path / "no-cql" / "agent.pt").exists()
+    assert (tmp_path / "no-cql" / "metrics.csv").read_text().splitlines()[-1].split(",")[0] == "80"
+
+
 def test_metrics_log_has_the_diagnostics(trained):
     import csv
 
