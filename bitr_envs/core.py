@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import types
 from typing import Any, ClassVar, Mapping, Union
 
@@ -85,7 +86,8 @@ class MetaTaskMixin:
     @classmethod
     def task_table(cls) -> dict[str, tuple[Mapping[str, Any], ...]]:
         """Every split's tasks; identical on every machine (drawn once with `task_seed`)."""
-        return _task_table(cls)
+        with _TASK_TABLE_LOCK:
+            return _task_table(cls)
 
     @classmethod
     def split_tasks(cls, split: str) -> tuple[Mapping[str, Any], ...]:
@@ -198,6 +200,12 @@ class MetaTaskMixin:
         task_id = state.pop("task_id")
         super().__setstate__(state)
         self._set_task(task_id)
+
+
+# One draw at a time: Meta-World draws its goals from the global np.random, reseeded for the
+# draw, so two threads drawing at once (the evaluator's progress bar and its unit limits) would
+# interleave one stream and corrupt both tables.
+_TASK_TABLE_LOCK = threading.Lock()
 
 
 @functools.cache

@@ -133,6 +133,7 @@ def _hardware() -> dict:
 
 
 def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_done, progress, isolation: str):
+    all_limits = [unit_limits(suite, u) for u in units]  # before any unit starts: an error here loses no episodes
     if executor == "local":
         lock = threading.Lock()
 
@@ -143,8 +144,8 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(run_unit, u, suite.seeds, submission, suite.episode_time_limit_s, safe_progress,
-                                   isolation, unit_limits(suite, u))
-                       for u in units]
+                                   isolation, limits)
+                       for u, limits in zip(units, all_limits)]
             for future in futures:
                 record = future.result()
                 with lock:
@@ -155,8 +156,8 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
         ray = start_ray(jobs if jobs > 0 else None)
         remote = ray.remote(run_unit)
         # the isolation level is checked again on the node that runs the unit
-        pending = {remote.remote(u, suite.seeds, submission, suite.episode_time_limit_s, None, None,
-                                 unit_limits(suite, u)): u for u in units}
+        pending = {remote.remote(u, suite.seeds, submission, suite.episode_time_limit_s, None, None, limits): u
+                   for u, limits in zip(units, all_limits)}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             record = ray.get(ready[0])
@@ -268,17 +269,8 @@ def _check_datasets(dataset_ids) -> None:
 def planned_episodes(suite: Suite, env_ids: Sequence[str] | None = None, out: str | Path | None = None) -> int:
     """How many episodes the suite (or its units of `env_ids`) plays, for progress bars; with the
     result file `out` of a resumed run, only its units not finished yet."""
-    from bitr_envs.registry import entry
-
     finished = set()
     if out is not None and Path(out).exists():
         finished = {u["unit_id"] for u in load_result(out)["units"] if u["status"] == "ok"}
-    n = 0
-    for unit in selected_units(suite, env_ids):
-        if unit.unit_id in finished:
-            continue
-        n_tasks = len(entry(unit.env_id).env_class.split_tasks(unit.split))
-        per = unit.episodes + (unit.explore_episodes if unit.protocol == "online" else 0)
-        n += n_tasks * len(suite.seeds) * per
-    return n
+    return sum(unit_episodes(u, len(suite.seeds)) for u in selected_units(suite, env_ids) if u.unit_id not in finished)
 

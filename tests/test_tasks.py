@@ -99,6 +99,24 @@ def test_task_tables_are_identical_in_a_fresh_process():
     assert float(out.stdout) == bitr_envs.tasks("bitr/AntDir-v0", "test")[3]["direction_angle"]
 
 
+def test_task_tables_drawn_by_two_threads_at_once_are_the_same_tables():
+    # Meta-World reseeds the global np.random for its draw; the evaluator draws from two threads
+    # (its progress bar and its unit limits), which once gave "Only generated 37 unique goals".
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bitr_envs import core
+
+    cls = bitr_envs.ENVS["bitr/Reach-v0"].env_class
+    expected = cls.task_table()
+    core._task_table.cache_clear()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        tables = list(pool.map(lambda _: cls.task_table(), range(4)))
+    for table in tables:
+        for split, tasks in expected.items():
+            for got, want in zip(table[split], tasks, strict=True):
+                np.testing.assert_array_equal(got["goal"], want["goal"])
+
+
 def test_task_tables_are_read_only():
     task = bitr_envs.tasks("bitr/PointRobot-v0", "train")[0]
     with pytest.raises(TypeError):
