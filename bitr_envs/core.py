@@ -204,8 +204,9 @@ class MetaTaskMixin:
 
 # One draw at a time: Meta-World draws its goals from the global np.random, reseeded for the
 # draw, so two threads drawing at once (the evaluator's progress bar and its unit limits) would
-# interleave one stream and corrupt both tables.
-_TASK_TABLE_LOCK = threading.Lock()
+# interleave one stream and corrupt both tables. Re-entrant, so that one family's draw may read
+# another family's table.
+_TASK_TABLE_LOCK = threading.RLock()
 
 
 @functools.cache
