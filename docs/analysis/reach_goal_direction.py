@@ -1,0 +1,88 @@
+"""Does a Reach-Sparse policy steer toward the goal its z names?
+
+For each trained run of the given methods, on the ten held-out test tasks: z is each task's mean z
+over 8 contexts of its test data (for the task-given ceiling, the task's own features); at 500
+states of that data, the policy acts under each task's z in turn. Printed per run:
+
+- `toward named goal`: the mean cosine between the action's hand displacement (its first three
+  dims) and the direction from the hand to the goal of the task whose z it was given;
+- `toward other goals`: the same cosine to the other nine tasks' goals (what a policy that
+  ignores the task, or misreads it, scores as well);
+- `action moves with z`: the mean distance between the actions at one state under two tasks' z,
+  over the mean distance between the actions at two states under one z.
+
+Needs the family's lite test dataset (`bitr datasets build 'bitr/reach-sparse/*-lite-v0'`).
+Usage: python docs/analysis/reach_goal_direction.py leaderboard/runs/lite focal cbc oracle_task
+"""
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bitr_agent.agent import ContextAgent, load_weights
+from bitr_agent.data import Sampler, TaskArrays
+from bitr_envs import datasets
+from bitr_envs.registry import entry
+
+DATASET = "bitr/reach-sparse/test-iid-lite-v0"
+
+
+def mean_pairwise_distance(x: np.ndarray) -> np.ndarray:
+    """Mean distance over ordered pairs along axis 0 of x (n, ..., d) -> (...)."""
+    n = len(x)
+    return np.linalg.norm(x[:, None] - x[None], axis=-1).sum((0, 1)) / (n * (n - 1))
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-9)
+
+
+@torch.no_grad()
+def measure(agent_file: Path, data, rng: np.random.Generator) -> tuple[float, float, float]:
+    weights = load_weights(agent_file)
+    config = weights["config"]
+    ones = np.ones(len(weights["action_scale"]), np.float32)
+    agent = ContextAgent(weights, types.SimpleNamespace(low=-ones, high=ones))
+    scale = (weights["obs_mean"].numpy(), weights["obs_std"].numpy(), weights["action_scale"].numpy())
+    tasks = [TaskArrays(t, *scale, config["history"]) for t in data.tasks]
+    params = entry(data.env_id).env_class.split_tasks(data.split)
+    ids = np.arange(len(tasks))
+
+    if weights["algo"] == "oracle_task":
+        z = np.stack([entry(data.env_id).env_class.task_features(p) for p in params]).astype(np.float32)
+    else:
+        sampler = Sampler(tasks, types.SimpleNamespace(context_size=config["context_size"], task_batch=len(ids)), rng)
+        contexts = [sampler.contexts(ids)[0] for _ in range(8)]
+        z = np.mean([agent.encoder(c["obs"], c["act"], c["rew"], c["next_obs"]).numpy() for c in contexts], axis=0)
+
+    states = torch.as_tensor(np.concatenate([t.obs[rng.integers(len(t.obs), size=50)] for t in tasks]))
+    actions = np.stack([agent.actor(torch.cat([states, torch.as_tensor(zt).expand(len(states), -1)], 1))[2].numpy()
+                        for zt in z], axis=1)  # (states, tasks, action)
+    hand = (states.numpy() * scale[1] + scale[0])[:, :3]
+    goals = np.stack([p["goal"] for p in params])
+    cosine = np.einsum("std,sud->stu", unit(actions[..., :3]), unit(goals[None] - hand[:, None]))
+    named = np.mean([cosine[:, t, t].mean() for t in ids])
+    other = np.mean([cosine[:, t, u].mean() for t in ids for u in ids if u != t])
+    across_z = mean_pairwise_distance(actions.transpose(1, 0, 2)).mean()
+    across_states = mean_pairwise_distance(actions[rng.choice(len(actions), 100, replace=False)]).mean()
+    return named, other, across_z / across_states
+
+
+def main(runs: str, algos: list[str]) -> None:
+    torch.set_num_threads(1)
+    data = datasets.load(DATASET)
+    print("| Method | seed | toward named goal | toward other goals | action moves with z |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for algo in algos:
+        for agent_file in sorted(Path(runs).glob(f"{algo}/seed*/reach-sparse/agent.pt")):
+            named, other, moves = measure(agent_file, data, np.random.default_rng(0))
+            print(f"| `{algo}` | {agent_file.parts[-3][4:]} | {named:+.2f} | {other:+.2f} | {moves:.2f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2:])
