@@ -1,11 +1,13 @@
 """Does a Reach-Sparse policy steer toward the goal its z names?
 
 For each trained run of the given methods, on the ten held-out test tasks: z is each task's mean z
-over 8 contexts of its test data (for the task-given ceiling, the task's own features); at 500
-states of that data, the policy acts under each task's z in turn. Printed per run:
+over 8 contexts of its test data drawn as in training (`context_size` transitions from one
+behaviour each; the evaluator's context is whole episodes instead), and for the task-given ceiling
+the task's own features; at the same 500 states of that data for every run, the policy acts under
+each task's z in turn. Printed per run:
 
 - `toward named goal`: the mean cosine between the action's hand displacement (its first three
-  dims) and the direction from the hand to the goal of the task whose z it was given;
+  dims) and the direction from the hand (the first three observation dims) to the goal of the task whose z it was given;
 - `toward other goals`: the same cosine to the other nine tasks' goals (what a policy that
   ignores the task, or misreads it, scores as well);
 - `action moves with z`: the mean distance between the actions at one state under two tasks' z,
@@ -41,7 +43,7 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def measure(agent_file: Path, data, rng: np.random.Generator) -> tuple[float, float, float]:
+def measure(agent_file: Path, data) -> tuple[float, float, float]:
     weights = load_weights(agent_file)
     config = weights["config"]
     ones = np.ones(len(weights["action_scale"]), np.float32)
@@ -54,11 +56,13 @@ def measure(agent_file: Path, data, rng: np.random.Generator) -> tuple[float, fl
     if weights["algo"] == "oracle_task":
         z = np.stack([entry(data.env_id).env_class.task_features(p) for p in params]).astype(np.float32)
     else:
-        sampler = Sampler(tasks, types.SimpleNamespace(context_size=config["context_size"], task_batch=len(ids)), rng)
+        context_rng = np.random.default_rng(0)
+        sampler = Sampler(tasks, types.SimpleNamespace(context_size=config["context_size"], task_batch=len(ids)), context_rng)
         contexts = [sampler.contexts(ids)[0] for _ in range(8)]
         z = np.mean([agent.encoder(c["obs"], c["act"], c["rew"], c["next_obs"]).numpy() for c in contexts], axis=0)
 
-    states = torch.as_tensor(np.concatenate([t.obs[rng.integers(len(t.obs), size=50)] for t in tasks]))
+    state_rng = np.random.default_rng(1)
+    states = torch.as_tensor(np.concatenate([t.obs[state_rng.integers(len(t.obs), size=50)] for t in tasks]))
     actions = np.stack([agent.actor(torch.cat([states, torch.as_tensor(zt).expand(len(states), -1)], 1))[2].numpy()
                         for zt in z], axis=1)  # (states, tasks, action)
     hand = (states.numpy() * scale[1] + scale[0])[:, :3]
@@ -67,7 +71,7 @@ def measure(agent_file: Path, data, rng: np.random.Generator) -> tuple[float, fl
     named = np.mean([cosine[:, t, t].mean() for t in ids])
     other = np.mean([cosine[:, t, u].mean() for t in ids for u in ids if u != t])
     across_z = mean_pairwise_distance(actions.transpose(1, 0, 2)).mean()
-    across_states = mean_pairwise_distance(actions[rng.choice(len(actions), 100, replace=False)]).mean()
+    across_states = mean_pairwise_distance(actions[state_rng.choice(len(actions), 100, replace=False)]).mean()
     return named, other, across_z / across_states
 
 
@@ -78,7 +82,7 @@ def main(runs: str, algos: list[str]) -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     for algo in algos:
         for agent_file in sorted(Path(runs).glob(f"{algo}/seed*/reach-sparse/agent.pt")):
-            named, other, moves = measure(agent_file, data, np.random.default_rng(0))
+            named, other, moves = measure(agent_file, data)
             print(f"| `{algo}` | {agent_file.parts[-3][4:]} | {named:+.2f} | {other:+.2f} | {moves:.2f} |")
 
 
