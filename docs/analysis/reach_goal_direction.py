@@ -7,7 +7,8 @@ the task's own features; at the same 500 states of that data for every run, the 
 each task's z in turn. Printed per run:
 
 - `toward named goal`: the mean cosine between the action's hand displacement (its first three
-  dims) and the direction from the hand (the first three observation dims) to the goal of the task whose z it was given;
+  dims) and the direction from the hand (the first three observation dims) to the goal of the
+  task whose z it was given;
 - `toward other goals`: the same cosine to the other nine tasks' goals (what a policy that
   ignores the task, or misreads it, scores as well);
 - `action moves with z`: the mean distance between the actions at one state under two tasks' z,
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 
 from bitr_agent.agent import ContextAgent, load_weights
-from bitr_agent.data import Sampler, TaskArrays
+from bitr_agent.data import Sampler, TaskArrays, encode
+from bitr_agent.train import _features
 from bitr_envs import datasets
 from bitr_envs.registry import entry
 
@@ -49,24 +51,23 @@ def measure(agent_file: Path, data) -> tuple[float, float, float]:
     ones = np.ones(len(weights["action_scale"]), np.float32)
     agent = ContextAgent(weights, types.SimpleNamespace(low=-ones, high=ones))
     scale = (weights["obs_mean"].numpy(), weights["obs_std"].numpy(), weights["action_scale"].numpy())
-    tasks = [TaskArrays(t, *scale, config["history"]) for t in data.tasks]
-    params = entry(data.env_id).env_class.split_tasks(data.split)
+    env_class = entry(data.env_id).env_class
+    features = _features(env_class, data.split, len(data.tasks))  # what the ceiling trains and acts on
+    tasks = [TaskArrays(t, *scale, config["history"], f) for t, f in zip(data.tasks, features)]
     ids = np.arange(len(tasks))
-
+    sampler = Sampler(tasks, types.SimpleNamespace(context_size=config["context_size"], task_batch=len(ids)),
+                      np.random.default_rng(0))
     if weights["algo"] == "oracle_task":
-        z = np.stack([entry(data.env_id).env_class.task_features(p) for p in params]).astype(np.float32)
+        z = sampler.features(ids).numpy()
     else:
-        context_rng = np.random.default_rng(0)
-        sampler = Sampler(tasks, types.SimpleNamespace(context_size=config["context_size"], task_batch=len(ids)), context_rng)
-        contexts = [sampler.contexts(ids)[0] for _ in range(8)]
-        z = np.mean([agent.encoder(c["obs"], c["act"], c["rew"], c["next_obs"]).numpy() for c in contexts], axis=0)
+        z = np.mean([encode(agent.encoder, sampler.contexts(ids)[0]).numpy() for _ in range(8)], axis=0)
 
     state_rng = np.random.default_rng(1)
     states = torch.as_tensor(np.concatenate([t.obs[state_rng.integers(len(t.obs), size=50)] for t in tasks]))
     actions = np.stack([agent.actor(torch.cat([states, torch.as_tensor(zt).expand(len(states), -1)], 1))[2].numpy()
                         for zt in z], axis=1)  # (states, tasks, action)
     hand = (states.numpy() * scale[1] + scale[0])[:, :3]
-    goals = np.stack([p["goal"] for p in params])
+    goals = np.stack([p["goal"] for p in env_class.split_tasks(data.split)])
     cosine = np.einsum("std,sud->stu", unit(actions[..., :3]), unit(goals[None] - hand[:, None]))
     named = np.mean([cosine[:, t, t].mean() for t in ids])
     other = np.mean([cosine[:, t, u].mean() for t in ids for u in ids if u != t])
