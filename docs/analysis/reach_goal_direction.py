@@ -69,8 +69,8 @@ def measure(agent_file: Path, data) -> tuple[float, float, float]:
     hand = (states.numpy() * scale[1] + scale[0])[:, :3]
     goals = np.stack([p["goal"] for p in env_class.split_tasks(data.split)])
     cosine = np.einsum("std,sud->stu", unit(actions[..., :3]), unit(goals[None] - hand[:, None]))
-    named = np.mean([cosine[:, t, t].mean() for t in ids])
-    other = np.mean([cosine[:, t, u].mean() for t in ids for u in ids if u != t])
+    same_task = np.eye(len(ids), dtype=bool)
+    named, other = cosine[:, same_task].mean(), cosine[:, ~same_task].mean()
     across_z = mean_pairwise_distance(actions.transpose(1, 0, 2)).mean()
     across_states = mean_pairwise_distance(actions[state_rng.choice(len(actions), 100, replace=False)]).mean()
     return named, other, across_z / across_states
