@@ -34,7 +34,7 @@ from bitr_agent.learner import Method
 from bitr_agent.methods import ALGOS, method
 from bitr_agent.utils import add_dataclass_flags, atomic_save, set_fields
 from bitr_envs.datasets.ids import env_slug
-from bitr_envs.datasets.storage import atomic_write, write_json_atomic
+from bitr_envs.files import atomic_write, write_json_atomic
 from bitr_envs.registry import ENVS
 
 

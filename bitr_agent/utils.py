@@ -56,6 +56,6 @@ def _torch_save(f, obj) -> None:
 def atomic_save(obj, path: str | Path, save_fn=_torch_save) -> None:
     """save_fn(file, obj) into a scratch file beside path (.<name>.*.tmp), then rename: a kill
     never leaves a half-written file."""
-    from bitr_envs.datasets.storage import atomic_write
+    from bitr_envs.files import atomic_write
 
     atomic_write(path, lambda f: save_fn(f, obj))

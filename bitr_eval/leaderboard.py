@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bitr_envs.datasets.ids import env_slug
-from bitr_envs.datasets.storage import write_json_atomic
+from bitr_envs.files import write_json_atomic
 from bitr_eval.results import OldSchemaError, ResultError, load_result
 from bitr_eval.scoring import TOLERANCE, verify
 from bitr_eval.stats import summarize_runs

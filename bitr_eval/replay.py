@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bitr_envs.datasets.storage import write_json_atomic
+from bitr_envs.files import write_json_atomic
 from bitr_eval.results import ResultError
 
 VERIFICATION_FILE = "verification.json"

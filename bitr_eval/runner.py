@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 
-from bitr_envs.datasets.storage import write_json_atomic
+from bitr_envs.files import write_json_atomic
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
 from bitr_eval.sandbox import Limits, isolation_level
 from bitr_eval.scoring import aggregates, unit_record

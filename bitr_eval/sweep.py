@@ -285,7 +285,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
 def _write_training(run: Run, seconds: float) -> None:
     path = run.folder / "training.json"
     if not path.exists():  # the trainer's own record wins
-        from bitr_envs.datasets.storage import write_json_atomic
+        from bitr_envs.files import write_json_atomic
 
         write_json_atomic(path, {"wall_seconds": round(seconds, 1), **run.fields})
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bitr_envs.datasets import storage
-from bitr_envs.datasets.storage import write_json_atomic
+from bitr_envs.files import write_json_atomic
 from bitr_envs.registry import entry
 from bitr_eval.cli import main
 from bitr_eval.leaderboard import ENTRY_FILE, render, slug

@@ -37,7 +37,8 @@ import numpy as np
 from bitr_envs.datasets.collect import (Episode, Job, Progress, _version, collect, dataset_jobs, reference_jobs,
                                         reference_means, write_dataset)
 from bitr_envs.datasets.recipes import Recipe, recipe
-from bitr_envs.datasets.storage import atomic_write, build_lock, dataset_path, datasets_root, exists
+from bitr_envs.datasets.storage import build_lock, dataset_path, datasets_root, exists
+from bitr_envs.files import atomic_write
 from bitr_envs.ray_cluster import start_ray
 
 SHARD_STEPS = 20_000  # planned steps per shard (episodes x horizon): what a worker holds, a few MB; small enough to balance 2 workers

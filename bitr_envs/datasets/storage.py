@@ -2,8 +2,7 @@
 
 - The local Minari root (`$MINARI_DATASETS_PATH`, else `~/.minari/datasets`) and a dataset's
   folder in it.
-- Atomic writes: a file holds its old content or its new one, never half of either; a dataset
-  folder appears whole or not at all (`install`).
+- Installing a build: a dataset folder appears whole or not at all (`install`).
 - Checksums: `data_sha256` is the hash of the episode file; `content_sha256` covers that hash
   and every BITR field of the metadata (reference returns, behaviours, recipe hash), so an edit
   of either is caught. The benchmark's datasets have both pinned in `cards/pins.json`: a mirror
@@ -16,11 +15,10 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 FORMAT_VERSION = 3  # of the bitr_* metadata and infos layout (2: content checksum, 3: per-task episode index)
 DATA_FILE = "main_data.hdf5"
@@ -124,26 +122,6 @@ def environment(name: str, value: str) -> Iterator[None]:
 def minari_root_at(path: Path):
     """Point Minari's local root at `path` for the duration."""
     return environment("MINARI_DATASETS_PATH", str(path))
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(file)` on a scratch file beside `path`, then move it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: str | Path, data) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(data, indent=1, allow_nan=False).encode()))
 
 
 def install(scratch: Path, dataset_id: str) -> Path:
