@@ -23,7 +23,7 @@ from bitr_eval.agents import load_factory
 from bitr_eval.runner import run_unit
 from bitr_eval.sandbox import AgentProcess, Limits, bwrap_works
 from bitr_eval.suites import Unit
-from bitr_eval.wire import FROM_AGENT, TO_AGENT, PREFIX, _decode, encode
+from bitr_eval.wire import FROM_AGENT, PREFIX, TO_AGENT, _decode, encode
 from bitr_eval.worker import ActionCheck, RemoteAgent, _spaces
 
 ENV = "bitr/CheetahVel-v0"

@@ -22,7 +22,8 @@ import functools
 import math
 import threading
 import types
-from typing import Any, ClassVar, Mapping, Union
+from collections.abc import Mapping
+from typing import Any, ClassVar, Union
 
 import gymnasium as gym
 import numpy as np

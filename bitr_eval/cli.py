@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from bitr_envs.cli import add_commands, format_table
 from bitr_eval.suites import SUITES

@@ -36,10 +36,10 @@ import numpy as np
 
 from bitr_envs.datasets.ids import env_slug
 from bitr_envs.files import write_json_atomic
+from bitr_eval.replay import VERIFICATION_FILE
 from bitr_eval.results import OldSchemaError, ResultError, load_result
 from bitr_eval.scoring import TOLERANCE, verify
 from bitr_eval.stats import summarize_runs
-from bitr_eval.replay import VERIFICATION_FILE
 from bitr_eval.suites import SUITES
 
 RESULTS = "results"  # the filed entries, one folder per suite

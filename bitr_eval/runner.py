@@ -32,10 +32,10 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional, Sequence
-
+from typing import Optional
 
 from bitr_envs.files import write_json_atomic
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training

@@ -76,7 +76,7 @@ def _base_bwrap() -> list[str]:
     return args
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bwrap_works() -> bool:
     """Whether bubblewrap is installed and can start a sandbox here (checked once per process)."""
     if shutil.which("bwrap") is None:

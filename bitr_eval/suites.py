@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class Protocol:
         return self.pool is not None
 
     @classmethod
-    def parse(cls, name: str) -> "Protocol":
+    def parse(cls, name: str) -> Protocol:
         base, _, behaviour = name.partition(":")
         pools = {"offline-iid": "iid", "offline-ood": "ood", "online": None}
         if base not in pools or (behaviour and base == "online") or (":" in name and not behaviour):

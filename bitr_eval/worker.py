@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 import traceback
 import zlib
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

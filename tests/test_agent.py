@@ -11,15 +11,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import build_minari_root
+
 from bitr_agent import CheckpointError, load  # noqa: E402
-from bitr_agent.model import Actor, Critics, TaskEncoder, WorldModel, info_nce, reverse_gradient  # noqa: E402
 from bitr_agent.data import Sampler, TaskArrays  # noqa: E402
 from bitr_agent.methods import BITR  # noqa: E402
 from bitr_agent.methods import bitr as bitr_module  # noqa: E402
+from bitr_agent.model import Actor, Critics, TaskEncoder, WorldModel, info_nce, reverse_gradient  # noqa: E402
 from bitr_agent.train import PROFILES, TrainingFailed, train  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_eval import evaluate, suite, validate  # noqa: E402
-from conftest import build_minari_root
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
 SMALL = dataclasses.replace(

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_minari_root
 
 from bitr_eval import evaluate, load_result, suite, validate
 from bitr_eval.sandbox import LOG_LIMIT, bwrap_works
 from bitr_eval.wire import FROM_AGENT, WireError, _decode, encode
-from conftest import build_minari_root
 
 TESTS = Path(__file__).parent
 ATTACKS = TESTS / "attacks" / "agents.py"

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_leaderboard import add, make_result, no_local_data, table  # noqa: F401 (the fixture is used)
 
 from bitr_envs.registry import ENVS
 from bitr_eval import stats
@@ -15,8 +16,6 @@ from bitr_eval.leaderboard import entry_view, filed
 from bitr_eval.results import read_training
 from bitr_eval.suites import PROTOCOLS, SUITES, Protocol, context_rows, suite
 from bitr_eval.sweep import plan, sweep
-from test_leaderboard import add, make_result, no_local_data, table  # noqa: F401 (the fixture is used)
-
 
 # Statistics -----------------------------------------------------------------------------------
 

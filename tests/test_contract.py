@@ -5,9 +5,9 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import ALL_IDS
 
 import bitr_envs
-from conftest import ALL_IDS
 
 FAST_IDS = [i for i in ALL_IDS if "Reach" not in i and "Push" not in i] + ["bitr/Reach-v0"]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bitr_envs import datasets
-from bitr_eval.cli import main as bitr_main
 from bitr_envs.datasets import DatasetError
 from bitr_envs.datasets import collect as collect_module
 from bitr_envs.datasets.recipes import all_recipes, recipe
+from bitr_eval.cli import main as bitr_main
 
 POINT = "bitr/point-robot-sparse/train-iid-tiny-v0"
 POINT_OOD = "bitr/point-robot-sparse/train-ood-tiny-v0"

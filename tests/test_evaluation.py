@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_minari_root
 
 from bitr_envs import datasets
-from bitr_eval.cli import main as bitr_main
 from bitr_eval import ResultError, evaluate, load_result, suite, validate
 from bitr_eval.agents import load_factory
+from bitr_eval.cli import main as bitr_main
 from bitr_eval.runner import planned_episodes
 from bitr_eval.worker import start_seed
-from conftest import build_minari_root
 
 TESTS = Path(__file__).parent
 FAULTY = f"{TESTS / 'faulty_agents.py'}:make"

@@ -11,6 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import build_minari_root
+
 from bitr_agent import CheckpointError, load, load_privileged  # noqa: E402
 from bitr_agent.agent import build_encoder  # noqa: E402
 from bitr_agent.data import Sampler, TaskArrays, encode, flat  # noqa: E402
@@ -23,7 +25,6 @@ from bitr_agent.utils import add_dataclass_flags, set_fields  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_envs.registry import entry  # noqa: E402
 from bitr_eval import evaluate, suite, validate  # noqa: E402
-from conftest import build_minari_root
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
 ENV = "bitr/PointRobotSparse-v0"

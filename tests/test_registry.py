@@ -6,11 +6,11 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import ALL_IDS
 from gymnasium.utils.env_checker import check_env
 
 import bitr_envs
 from bitr_eval.cli import main as bitr_main
-from conftest import ALL_IDS
 
 EXPECTED_IDS = {
     "bitr/PointRobot-v0", "bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0",

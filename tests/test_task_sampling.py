@@ -2,11 +2,10 @@
 
 import gymnasium as gym
 import pytest
+from conftest import ALL_IDS
 from gymnasium.utils.env_checker import check_env
 
 import bitr_envs  # noqa: F401
-
-from conftest import ALL_IDS
 
 
 def third_party_loop(env, episodes, seed):

@@ -5,9 +5,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ALL_IDS
 
 import bitr_envs
-from conftest import ALL_IDS
 
 
 def features(env_id, split):

@@ -18,8 +18,15 @@ import torch.nn.functional as F
 
 from bitr_agent.data import encode, flat
 from bitr_agent.learner import Method
-from bitr_agent.model import (BehaviourAdversary, MLPDynamicsEnsemble, TaskEncoder, TransitionEncoder, WorldModel, info_nce,
-                              reverse_gradient)
+from bitr_agent.model import (
+    BehaviourAdversary,
+    MLPDynamicsEnsemble,
+    TaskEncoder,
+    TransitionEncoder,
+    WorldModel,
+    info_nce,
+    reverse_gradient,
+)
 
 
 def adversary_scale(cfg, progress: float) -> float:

@@ -16,16 +16,25 @@ import shutil
 import tempfile
 import warnings
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 
 from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise
 from bitr_envs.datasets.recipes import Recipe, recipe
-from bitr_envs.datasets.storage import DATA_FILE, FORMAT_VERSION, content_sha256, datasets_root, file_sha256, install, minari_root_at
+from bitr_envs.datasets.storage import (
+    DATA_FILE,
+    FORMAT_VERSION,
+    content_sha256,
+    datasets_root,
+    file_sha256,
+    install,
+    minari_root_at,
+)
 
 Progress = Optional[Callable[[int], None]]  # called with the number of steps just collected
 

@@ -14,13 +14,21 @@ those episodes and no others: memory is what the chosen tasks hold.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
-from bitr_envs.datasets.storage import (FORMAT_VERSION, content_sha256, data_file, datasets_root, file_sha256,
-                                        metadata_file, pinned)
+from bitr_envs.datasets.storage import (
+    FORMAT_VERSION,
+    content_sha256,
+    data_file,
+    datasets_root,
+    file_sha256,
+    metadata_file,
+    pinned,
+)
 
 
 class DatasetError(Exception):

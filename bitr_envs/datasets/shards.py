@@ -25,17 +25,27 @@ import json
 import multiprocessing
 import shutil
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 
-from bitr_envs.datasets.collect import (Episode, Job, Progress, _version, collect, dataset_jobs, reference_jobs,
-                                        reference_means, write_dataset)
+from bitr_envs.datasets.collect import (
+    Episode,
+    Job,
+    Progress,
+    _version,
+    collect,
+    dataset_jobs,
+    reference_jobs,
+    reference_means,
+    write_dataset,
+)
 from bitr_envs.datasets.recipes import Recipe, recipe
 from bitr_envs.datasets.storage import build_lock, dataset_path, datasets_root, exists
 from bitr_envs.files import atomic_write

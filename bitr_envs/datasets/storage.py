@@ -16,9 +16,10 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 FORMAT_VERSION = 3  # of the bitr_* metadata and infos layout (2: content checksum, 3: per-task episode index)
 DATA_FILE = "main_data.hdf5"
