@@ -27,9 +27,11 @@ expert = "random"
 [behaviours]
 random = { policy = "random" }
 uniform-ood = { policy = "random" }
+uniform-other = { policy = "random", pursue = "another-task" }
 [pools]
 iid = { random = 1.0 }
 ood = { uniform-ood = 1.0 }
+other = { uniform-other = 1.0 }
 [profiles]
 bench = { episodes_per_task = 167 }
 sharded = { episodes_per_task = 20 }
@@ -49,7 +51,7 @@ def million_transitions(tmp_path_factory):
         recipe = next(r for r in all_recipes() if r.dataset_id == DATASET)
         rng = np.random.default_rng(0)
         episodes = [
-            Episode(task=i // 167, behaviour=0, seed=i,  # task-major, as a build writes them
+            Episode(task=i // 167, behaviour=0, seed=i, pursued=i // 167,  # task-major, as a build writes them
                     observations=rng.standard_normal((201, 17)),
                     actions=rng.uniform(-1, 1, (200, 6)).astype(np.float32),
                     rewards=rng.standard_normal(200),
@@ -186,7 +188,7 @@ def test_sharded_collection_per_worker_against_the_raw_env(benchmark, bench_card
 )
 def test_collection_against_the_raw_env(benchmark, env_id, policy, episodes):
     behaviours = {"b": Behaviour("b", 0, policy, noise=0.1, epsilon=0.1)}
-    jobs = [Job(task=i % 30, behaviour="b", seed=i) for i in range(episodes)]
+    jobs = [Job(task=i % 30, behaviour="b", seed=i, pursued=i % 30) for i in range(episodes)]
     steps = episodes * gym.spec(env_id).max_episode_steps
     raw = gym.make(env_id)
     actions = np.random.default_rng(0).uniform(raw.action_space.low, raw.action_space.high, (steps,) + raw.action_space.shape).astype(raw.action_space.dtype)

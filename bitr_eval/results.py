@@ -68,7 +68,7 @@ _unit = {
         "unit_id": {"type": "string", "maxLength": 200},
         "env_id": {"type": "string", "maxLength": 100},
         "split": {"enum": ["train", "test", "ood"]},
-        "protocol": {"type": "string", "pattern": "^(offline-iid|offline-ood|online)(:[a-z0-9-]+)?$"},
+        "protocol": {"type": "string", "pattern": "^(offline-iid|offline-other-task|offline-unseen|offline-ood|online)(:[a-z0-9-]+)?$"},
         "status": {"enum": ["ok", "failed"]},
         "failure": {"type": ["string", "null"]},
         "datasets": {"type": "array", "items": _dataset},
@@ -122,7 +122,10 @@ SCHEMA = {
             "type": "object",
             "properties": {
                 "protocols": {"type": "object", "additionalProperties": _nullable_summary},
+                "ood_tasks": {"type": "object", "additionalProperties": _nullable_summary},
                 "ood_drop": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+                "context_drops": {"type": "object", "additionalProperties": {
+                    "type": "object", "additionalProperties": {"type": ["number", "null"]}}},
             },
         },
     },

@@ -12,7 +12,7 @@ import numpy as np
 
 from bitr_eval.results import ResultError
 from bitr_eval.stats import summarize
-from bitr_eval.suites import PROTOCOLS, Unit
+from bitr_eval.suites import PROTOCOLS, V0_PROTOCOLS, Protocol, Unit
 
 
 def dataset_records(unit: Unit) -> list[dict]:
@@ -83,25 +83,54 @@ def expected_episodes(unit: Unit, seeds, n_tasks: int) -> dict[tuple[int, int, i
 
 
 def aggregates(units: list[dict]) -> dict:
-    """Per protocol, every (env, task, seed) score of the suite together; and per env the drop
-    from offline-iid to offline-ood context (positive = the agent suffers under context shift)."""
-    result = {"protocols": {}, "ood_drop": {}}
-    for protocol in dict.fromkeys([*PROTOCOLS, *(u["protocol"] for u in units)]):
+    """What a result sums up, from its unit records:
+    - `protocols`: per protocol, every (env, task, seed) score of the test tasks together;
+    - `ood_tasks`: the same on the ood tasks (suites that score them);
+    - `context_drops`: per env and split, offline-iid's mean minus each shifted context's
+      (positive = the agent suffers under that context shift);
+    - `ood_drop` (the v0 suites): offline-iid's mean minus offline-ood's, per env and split."""
+    v0 = any(Protocol.parse(u["protocol"]).base == "offline-ood" for u in units)
+    bases = V0_PROTOCOLS if v0 else PROTOCOLS
+    result = {"protocols": _per_protocol([u for u in units if u["split"] != "ood"], bases)}
+    ood_units = [u for u in units if u["split"] == "ood"]
+    if ood_units:
+        result["ood_tasks"] = _per_protocol(ood_units, bases)
+    if v0:
+        result["ood_drop"] = {key: drops.get("offline-ood") for key, drops in _drops(units, ["offline-ood"]).items()}
+    else:
+        result["context_drops"] = _drops(units, SHIFTED_CONTEXTS)
+    return result
+
+
+SHIFTED_CONTEXTS = ("offline-other-task", "offline-unseen")
+
+
+def _per_protocol(units: list[dict], bases) -> dict:
+    """Per protocol (every base protocol, then the units' own), the summary of every unit's
+    scores together; None where a unit failed or none was run."""
+    result = {}
+    for protocol in dict.fromkeys([*bases, *(u["protocol"] for u in units)]):
         done = [u for u in units if u["protocol"] == protocol]
-        if done and all(u["status"] == "ok" for u in done):
-            result["protocols"][protocol] = summarize(np.concatenate([np.array(u["scores"]) for u in done]))
-        else:
-            result["protocols"][protocol] = None  # a failed or missing unit: no aggregate
+        ok = done and all(u["status"] == "ok" for u in done)
+        result[protocol] = summarize(np.concatenate([np.array(u["scores"]) for u in done])) if ok else None
+    return result
+
+
+def _drops(units: list[dict], shifted) -> dict[str, dict]:
+    """Per env and split with an offline-iid unit, offline-iid's mean minus each shifted
+    protocol's that the result holds (None where either unit failed)."""
     by_key = {(u["env_id"], u["split"], u["protocol"]): u for u in units}
+    result = {}
     for (env_id, split, protocol), unit in by_key.items():
         if protocol != "offline-iid":
             continue
-        ood = by_key.get((env_id, split, "offline-ood"))
-        key = f"{env_id}/{split}"
-        if unit["status"] == "ok" and ood is not None and ood["status"] == "ok":
-            result["ood_drop"][key] = unit["summary"]["mean"] - ood["summary"]["mean"]
-        else:
-            result["ood_drop"][key] = None
+        drops = {}
+        for other in shifted:
+            pair = by_key.get((env_id, split, other))
+            if pair is not None:
+                ok = unit["status"] == "ok" and pair["status"] == "ok"
+                drops[other] = unit["summary"]["mean"] - pair["summary"]["mean"] if ok else None
+        result[f"{env_id}/{split}"] = drops
     return result
 
 

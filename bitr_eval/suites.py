@@ -4,17 +4,25 @@ Everything that decides a score is fixed here, not by the submitter: the tasks (
 the split), the seeds, the context size, the episodes. A suite's hash goes into every result,
 so results of different definitions never meet on the leaderboard.
 
-Protocols (docs/evaluation.md):
-- `offline-iid`: the agent gets context transitions of the task collected by the `iid`
-  behaviour pool (`<split>-iid-<profile>` dataset), then plays `episodes` scored episodes.
-- `offline-ood`: the same with context from the held-out `ood` pool (`<split>-ood-<profile>`).
+Protocols (docs/evaluation.md), each on the tasks of a unit's split (`test`: unseen tasks of
+the training distribution; `ood`: tasks outside it):
+- `offline-iid`: the agent gets context transitions of the task collected by the training
+  pool (`<split>-iid-<profile>` dataset), then plays `episodes` scored episodes.
+- `offline-other-task`: the same with context from behaviours that pursue another task of the
+  split while acting in this one (`<split>-other-<profile>`): the field's out-of-distribution
+  context, and the board's context shift.
+- `offline-unseen`: context from behaviours never in the training data that pursue the right
+  task (`<split>-ood-<profile>`): a milder shift.
 - `online`: no context; the agent plays `explore_episodes` episodes and sees every transition
   (`observe`), then `episodes` scored episodes. Reported: the first episode's return and the
   scored episodes' return (post-adaptation).
+- `<offline protocol>:<behaviour>` (the `-behaviours` suites): the same as the plain offline
+  protocol, with context drawn from one behaviour policy of its pool at a time
+  (`context_rows`), for a per-behaviour breakdown.
 
-- `offline-iid:<behaviour>` / `offline-ood:<behaviour>` (suite `lite-behaviours`): the same
-  as the plain offline protocols, with context drawn from one behaviour policy of the pool at a
-  time (`context_rows`), for a per-behaviour breakdown.
+The suites without a version suffix are protocol v0 (test tasks only; `offline-ood` was the
+unseen-behaviour context, today's `offline-unseen`): the board's filed runs were scored on them,
+and they go when those runs are scored again on the `-v1` suites.
 
 Normalised score per task: 100 * (return - random) / (expert - random), with the reference
 returns recorded in the datasets of the split.
@@ -33,7 +41,9 @@ import numpy as np
 from bitr_envs.datasets.ids import DatasetId, env_slug
 from bitr_envs.registry import ENVS
 
-PROTOCOLS = ("offline-iid", "offline-ood", "online")  # the base protocols; variants name one of them
+PROTOCOLS = ("offline-iid", "offline-other-task", "offline-unseen", "online")  # variants name one of them
+CONTEXT_POOLS = {"offline-iid": "iid", "offline-other-task": "other", "offline-unseen": "ood", "online": None}
+V0_PROTOCOLS = ("offline-iid", "offline-ood", "online")  # the v0 suites'; offline-ood is offline-unseen
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class Protocol:
 
     name: str
     base: str  # one of PROTOCOLS
-    pool: Optional[str]  # behaviour pool of the context dataset ('iid' / 'ood'); None: no context
+    pool: Optional[str]  # behaviour pool of the context dataset (`CONTEXT_POOLS`); None: no context
     behaviour: Optional[str] = None  # context from this behaviour of the pool only
 
     @property
@@ -52,10 +62,10 @@ class Protocol:
     @classmethod
     def parse(cls, name: str) -> Protocol:
         base, _, behaviour = name.partition(":")
-        pools = {"offline-iid": "iid", "offline-ood": "ood", "online": None}
+        pools = {**CONTEXT_POOLS, "offline-ood": "ood"}
         if base not in pools or (behaviour and base == "online") or (":" in name and not behaviour):
             raise ValueError(f"Unknown protocol {name!r}: use one of {list(PROTOCOLS)}, or "
-                             f"offline-iid:<behaviour> / offline-ood:<behaviour>.")
+                             f"<offline protocol>:<behaviour>.")
         return cls(name, base, pools[base], behaviour or None)
 
 
@@ -149,12 +159,16 @@ def context_rows(task_data, behaviour: Optional[int], n_episodes: int, rng: np.r
 def unit_context(unit: Unit, data, task: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """The context a unit gives the agent for `task` of its context dataset `data` (an
     OfflineData): whole episodes, from the unit's behaviour only when its protocol names one,
-    without the behaviour labels (the agent must not know who collected its context)."""
+    without the behaviour labels and pursued tasks (the agent must not know who collected its
+    context, nor what that behaviour was after)."""
     behaviour = unit.kind.behaviour
     label = None if behaviour is None else data.behaviour_names.index(behaviour)
     transitions = data.tasks[task].take(context_rows(data.tasks[task], label, unit.context_episodes, rng))
-    del transitions["behaviours"]
-    return transitions
+    return {key: transitions[key] for key in CONTEXT_KEYS}
+
+
+# what an agent's context holds: transitions, nothing about who collected them
+CONTEXT_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
 
 # The envs, from the registry -----------------------------------------------------------------
@@ -174,7 +188,7 @@ def has_split(env_id: str, split: str) -> bool:
     return split in ENVS[env_id].env_class.splits()
 
 
-def _units(env_ids, split, profile, episodes, explore_episodes, protocols=PROTOCOLS):
+def _units(env_ids, split, profile, episodes, explore_episodes, protocols=V0_PROTOCOLS):
     return tuple(
         Unit(env_id, split, protocol, profile, context_episodes(env_id), episodes, explore_episodes)
         for env_id in env_ids
@@ -182,21 +196,42 @@ def _units(env_ids, split, profile, episodes, explore_episodes, protocols=PROTOC
     )
 
 
-def _behaviour_protocols(env_id: str) -> list[str]:
-    """offline-iid:<b> for every behaviour of the iid pool, then offline-ood:<b> for the ood pool's."""
+def _splits_units(env_ids, profile, episodes, explore_episodes, protocols=lambda env_id: PROTOCOLS):
+    """A v1 suite's units: per family its test tasks, then its ood tasks where it defines them."""
+    return tuple(
+        Unit(env_id, split, protocol, profile, context_episodes(env_id), episodes, explore_episodes)
+        for env_id in env_ids
+        for split in ("test", "ood") if has_split(env_id, split)
+        for protocol in protocols(env_id)
+    )
+
+
+def _behaviour_protocols(env_id: str, protocols) -> list[str]:
+    """<protocol>:<b> for every behaviour of each offline protocol's pool, in the protocols' order."""
     from bitr_envs.datasets.recipes import card
 
     pools = card(env_id).pools
-    return [f"offline-{pool}:{b}" for pool in ("iid", "ood") for b in pools[pool]]
+    return [f"{p}:{b}" for p in protocols if Protocol.parse(p).takes_context for b in pools[Protocol.parse(p).pool]]
 
 
 def _behaviours(name: str, of: str, env_ids) -> Suite:
     units = tuple(unit for env_id in env_ids
-                  for unit in _units([env_id], "test", "lite", 2, 2, _behaviour_protocols(env_id)))
+                  for unit in _units([env_id], "test", "lite", 2, 2,
+                                     _behaviour_protocols(env_id, ("offline-iid", "offline-ood"))))
     return Suite(name=name,
                  description=f"The {of} suite's offline protocols, with context from one behaviour policy at "
                  "a time: the per-behaviour breakdown of offline-iid and offline-ood.",
                  seeds=(0, 1, 2), units=units)
+
+
+def _behaviours_v1(name: str, of: str, env_ids) -> Suite:
+    offline = [p for p in PROTOCOLS if CONTEXT_POOLS[p]]
+    return Suite(name=name,
+                 description=f"The {of} suite's offline protocols on test and ood tasks, with context from one "
+                 "behaviour policy at a time: the context-shift curve, from the training pool's behaviours to "
+                 "those that pursue another task.",
+                 seeds=(0, 1, 2), units=_splits_units(env_ids, "lite", 2, 2,
+                                                      lambda env_id: _behaviour_protocols(env_id, offline)))
 
 
 class _Suites(Mapping):
@@ -247,12 +282,41 @@ SUITES: Mapping[str, Suite] = _Suites({
         units=_units(LITE_CORE_ENVS, "test", "lite", 2, 2),
     ),
     "lite-core-behaviours": lambda: _behaviours("lite-core-behaviours", "lite-core", LITE_CORE_ENVS),
-    "full": lambda: Suite(
-        name="full",
-        description="Every family, test tasks and (where defined) ood tasks; full datasets; 5 seeds.",
+    "tiny-v1": lambda: Suite(
+        name="tiny-v1",
+        description="For tests: Point-Robot-Sparse on tiny datasets, test and ood tasks, every protocol, 1 seed.",
+        seeds=(0,),
+        units=_splits_units(["bitr/PointRobotSparse-v0"], "tiny", 1, 1),
+    ),
+    "quick-v1": lambda: Suite(
+        name="quick-v1",
+        description="The README's main job: Point-Robot-Sparse on lite datasets, test and ood tasks, every "
+        "protocol, 3 seeds.",
+        seeds=(0, 1, 2),
+        units=_splits_units(["bitr/PointRobotSparse-v0"], "lite", 2, 2),
+    ),
+    "lite-v1": lambda: Suite(
+        name="lite-v1",
+        description="CPU suite: Point-Robot-Sparse, Cheetah-Vel (dense and sparse), Reach-Sparse; lite datasets; "
+        "test and ood tasks; context from the training pool, from behaviours that pursue another task and "
+        "from unseen behaviours, and online; 3 seeds.",
+        seeds=(0, 1, 2),
+        units=_splits_units(LITE_ENVS, "lite", 2, 2),
+    ),
+    "lite-v1-behaviours": lambda: _behaviours_v1("lite-v1-behaviours", "lite-v1", LITE_ENVS),
+    "lite-core-v1": lambda: Suite(
+        name="lite-core-v1",
+        description="The lite-v1 suite's first two families, Point-Robot-Sparse and Cheetah-Vel (the same units): "
+        "where every method and BITR's ablations are compared first.",
+        seeds=(0, 1, 2),
+        units=_splits_units(LITE_CORE_ENVS, "lite", 2, 2),
+    ),
+    "lite-core-v1-behaviours": lambda: _behaviours_v1("lite-core-v1-behaviours", "lite-core-v1", LITE_CORE_ENVS),
+    "full-v1": lambda: Suite(
+        name="full-v1",
+        description="Every family, test tasks and (where defined) ood tasks, every protocol; full datasets; 5 seeds.",
         seeds=(0, 1, 2, 3, 4),
-        units=_units(FULL_ENVS, "test", "full", 3, 3)
-        + _units([e for e in FULL_ENVS if has_split(e, "ood")], "ood", "full", 3, 3),
+        units=_splits_units(FULL_ENVS, "full", 3, 3),
     ),
 })
 

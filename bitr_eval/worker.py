@@ -110,7 +110,7 @@ class RemoteAgent:
 
 def start_seed(unit: Unit, seed: int, task: int, phase: str, k: int) -> int:
     """The reset seed of the k-th `phase` episode of (task, seed). It depends on the env and
-    split, not on the protocol: the offline-iid, offline-ood and online scored episodes start
+    split, not on the protocol: the scored episodes of every protocol start
     from the same states, so the iid-to-ood drop is a paired comparison (common random numbers)."""
     key = [seed, task, zlib.crc32(f"{unit.env_id}/{unit.split}/{phase}".encode()), k]
     return int(np.random.default_rng(key).integers(2**31))

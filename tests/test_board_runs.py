@@ -14,7 +14,7 @@ from bitr_eval import stats
 from bitr_eval.cli import build_parser, main
 from bitr_eval.leaderboard import entry_view, filed
 from bitr_eval.results import read_training
-from bitr_eval.suites import PROTOCOLS, SUITES, Protocol, context_rows, suite
+from bitr_eval.suites import PROTOCOLS, SUITES, V0_PROTOCOLS, Protocol, context_rows, suite
 from bitr_eval.sweep import plan, sweep
 
 # Statistics -----------------------------------------------------------------------------------
@@ -135,7 +135,10 @@ def test_training_block_is_read_from_the_checkpoint(tmp_path):
 # Typed suites ---------------------------------------------------------------------------------
 
 def test_protocols_are_parsed_once():
-    assert Protocol.parse("offline-ood") == Protocol("offline-ood", "offline-ood", "ood", None)
+    assert Protocol.parse("offline-other-task") == Protocol("offline-other-task", "offline-other-task", "other", None)
+    unseen = Protocol.parse("offline-unseen:detour")
+    assert unseen == Protocol("offline-unseen:detour", "offline-unseen", "ood", "detour")
+    assert Protocol.parse("offline-ood").pool == "ood"  # the v0 suites' name of offline-unseen
     assert Protocol.parse("offline-iid:expert") == Protocol("offline-iid:expert", "offline-iid", "iid", "expert")
     assert not Protocol.parse("online").takes_context
     for bad in ("offline", "online:expert", "offline-iid:"):
@@ -144,12 +147,20 @@ def test_protocols_are_parsed_once():
 
 
 def test_suites_come_from_the_registry():
-    full = suite("full")
+    full = suite("full-v1")
     assert list(dict.fromkeys(u.env_id for u in full.units)) == list(ENVS)
     ood_envs = {u.env_id for u in full.units if u.split == "ood"}
     assert ood_envs == set(ENVS) - {"bitr/CheetahDir-v0", "bitr/AntDir-v0"}
     assert {u.context_episodes for u in full.units if "PointRobot" in u.env_id} == {5}
-    assert suite("lite").protocols == list(PROTOCOLS)
+    assert suite("lite").protocols == list(V0_PROTOCOLS)
+    lite = suite("lite-v1")
+    assert lite.protocols == list(PROTOCOLS)
+    assert {(u.split, u.protocol) for u in lite.units if u.env_id == "bitr/ReachSparse-v0"} == {
+        (split, p) for split in ("test", "ood") for p in PROTOCOLS}
+    other = next(u for u in lite.units if u.split == "ood" and u.protocol == "offline-other-task")
+    assert (other.context_dataset, other.reference_dataset) == ("bitr/point-robot-sparse/ood-other-lite-v0",
+                                                                "bitr/point-robot-sparse/ood-iid-lite-v0")
+    assert "offline-other-task:other-expert" in suite("lite-v1-behaviours").protocols
     unit = suite("lite").units[4]
     assert (unit.context_dataset, unit.reference_dataset) == ("bitr/cheetah-vel/test-ood-lite-v0",
                                                               "bitr/cheetah-vel/test-iid-lite-v0")
@@ -177,7 +188,7 @@ def fake_task(labels_per_episode, length=4):
     ends[length - 1::length] = True
     return TaskData(observations=np.arange(n)[:, None].astype(float), actions=np.zeros((n, 1)), rewards=np.zeros(n),
                     next_observations=np.zeros((n, 1)), terminals=np.zeros(n, dtype=bool), timeouts=ends,
-                    behaviours=np.repeat(labels_per_episode, length))
+                    behaviours=np.repeat(labels_per_episode, length), pursued=np.zeros(n, dtype=np.int64))
 
 
 def test_context_rows_draws_whole_episodes_of_one_behaviour():

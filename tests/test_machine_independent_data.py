@@ -3,7 +3,8 @@
 OpenBLAS picks its matrix-product kernel per CPU (or by OPENBLAS_CORETYPE); a float32 policy
 computed through it rounds differently per kernel, and MuJoCo turns a last-bit difference in one
 action into another episode. The behaviour policies therefore compute without BLAS; this builds
-the same small Cheetah-Vel dataset under several kernels, each in a fresh process, and compares.
+the same small Cheetah-Vel datasets (the training pool's, and the other-task pool's, whose
+policy is given another task) under several kernels, each in a fresh process, and compares.
 """
 
 import json
@@ -22,9 +23,11 @@ reference_episodes = 1
 random = {{ policy = "random" }}
 expert = {{ policy = "snapshot:{policy}", noise = 0.1 }}
 held-out = {{ policy = "snapshot:{policy}", noise = 0.3 }}
+other-expert = {{ policy = "snapshot:{policy}", noise = 0.1, pursue = "another-task" }}
 [pools]
 iid = {{ random = 0.5, expert = 0.5 }}
 ood = {{ held-out = 1.0 }}
+other = {{ other-expert = 1.0 }}
 [profiles]
 mini = {{ episodes_per_task = 2 }}
 """
@@ -33,8 +36,10 @@ BUILD = """
 import json
 from bitr_envs import datasets
 from bitr_envs.datasets.storage import file_hashes
-datasets.build("bitr/cheetah-vel/test-iid-mini-v0")
-print(json.dumps(file_hashes("bitr/cheetah-vel/test-iid-mini-v0")))
+ids = ["bitr/cheetah-vel/test-iid-mini-v0", "bitr/cheetah-vel/test-other-mini-v0"]
+for dataset_id in ids:
+    datasets.build(dataset_id)
+print(json.dumps({dataset_id: file_hashes(dataset_id) for dataset_id in ids}))
 """
 
 # Kernels every x86-64 CPU can run (a newer one than the CPU has would crash OpenBLAS).
@@ -55,5 +60,6 @@ def test_a_mujoco_dataset_has_one_checksum_under_every_blas_kernel(tmp_path):
     policy = recipes_dir() / "policies" / "cheetah-vel" / "step_100000.npz"
     (tmp_path / "cards" / "mini.toml").write_text(CARD.format(policy=policy))
     hashes = {core: build_under(core, tmp_path) for core in CORE_TYPES}
-    assert len({h["data_sha256"] for h in hashes.values()}) == 1, hashes
-    assert len({h["content_sha256"] for h in hashes.values()}) == 1, hashes
+    for dataset_id in ("bitr/cheetah-vel/test-iid-mini-v0", "bitr/cheetah-vel/test-other-mini-v0"):
+        assert len({h[dataset_id]["data_sha256"] for h in hashes.values()}) == 1, hashes
+        assert len({h[dataset_id]["content_sha256"] for h in hashes.values()}) == 1, hashes

@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise
+from bitr_envs.datasets.ids import OTHER_TASK_POOL
 from bitr_envs.datasets.recipes import Recipe, recipe
 from bitr_envs.datasets.storage import (
     DATA_FILE,
@@ -46,6 +47,7 @@ class Job:
     task: int
     behaviour: str
     seed: int
+    pursued: int  # the task the behaviour is given: `task`, except for a behaviour that pursues another
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Episode:
     task: int
     behaviour: int
     seed: int
+    pursued: int
     observations: np.ndarray  # (T + 1, obs_dim)
     actions: np.ndarray  # (T, act_dim)
     rewards: np.ndarray
@@ -101,7 +104,7 @@ def collect(
     noise_uniform = np.zeros((n_slots, horizon, n_act))
     noise_gaussian = np.zeros((n_slots, horizon, n_act))
     noise_explore = np.zeros((n_slots, horizon), dtype=bool)
-    task_ids = np.array([job.task for job in jobs])
+    pursued_ids = np.array([job.pursued for job in jobs])  # whose features each policy sees
 
     pending = iter(range(len(jobs)))
     episodes: dict[int, Episode] = {}
@@ -125,6 +128,7 @@ def collect(
             task=job.task,
             behaviour=behaviours[job.behaviour].label,
             seed=job.seed,
+            pursued=job.pursued,
             observations=observations[slot, : n + 1].copy(),
             actions=actions[slot, :n].copy(),
             rewards=rewards[slot, :n].copy(),
@@ -143,7 +147,7 @@ def collect(
                 continue
             t = step[active]
             actions[active, t] = behaviours[name].act(
-                observations[active, t], features[task_ids[job_of[active]]], noise_uniform[active, t],
+                observations[active, t], features[pursued_ids[job_of[active]]], noise_uniform[active, t],
                 noise_gaussian[active, t], noise_explore[active, t], low, high,
             )
             for slot, k in zip(active.tolist(), t.tolist()):
@@ -169,7 +173,21 @@ def dataset_jobs(r: Recipe) -> list[Job]:
     counts = r.episode_counts()
     names = [(t, b) for t in range(n_tasks) for b, c in counts.items() for _ in range(c)]
     seeds = episode_seeds(r.card.seed, r.dataset_id, len(names))
-    return [Job(task=t, behaviour=b, seed=s) for (t, b), s in zip(names, seeds)]
+    return [Job(task=t, behaviour=b, seed=s,
+                pursued=pursued_task(t, n_tasks, s) if r.card.behaviours[b].pursues_another_task else t)
+            for (t, b), s in zip(names, seeds)]
+
+
+def pursued_task(task: int, n_tasks: int, seed: int) -> int:
+    """The task a behaviour that pursues another task is given in an episode of `task`: uniform
+    over the split's other tasks, from the episode's seed (its own stream, apart from the noise's)."""
+    if n_tasks < 2:
+        raise ValueError("a behaviour that pursues another task needs a split of two tasks or more")
+    other = int(np.random.default_rng([seed, PURSUIT_STREAM]).integers(n_tasks - 1))
+    return other + (other >= task)
+
+
+PURSUIT_STREAM = 1  # the pursued task's random stream of an episode seed
 
 
 def reference_jobs(r: Recipe) -> dict[str, list[Job]]:
@@ -183,7 +201,8 @@ def reference_jobs(r: Recipe) -> dict[str, list[Job]]:
     runs = {}
     for name in ("random", r.card.expert):
         seeds = episode_seeds(r.card.seed, f"reference/{r.env_id}/{r.split}/{name}", n_tasks * n)
-        runs[name] = [Job(task=t, behaviour=name, seed=seeds[t * n + k]) for t in range(n_tasks) for k in range(n)]
+        runs[name] = [Job(task=t, behaviour=name, seed=seeds[t * n + k], pursued=t)
+                      for t in range(n_tasks) for k in range(n)]
     return runs
 
 
@@ -235,10 +254,17 @@ def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, beha
     from minari.data_collector import EpisodeBuffer
 
     tasks: list[int] = []
+    records_pursuit = r.pool == OTHER_TASK_POOL  # elsewhere every behaviour pursues the env's task
 
     def buffers():
         for i, e in enumerate(episodes):
             tasks.append(e.task)
+            infos = {
+                "task_id": np.full(len(e.observations), e.task, dtype=np.int64),
+                "behaviour": np.full(len(e.observations), e.behaviour, dtype=np.int64),
+            }
+            if records_pursuit:
+                infos["pursued_task"] = np.full(len(e.observations), e.pursued, dtype=np.int64)
             yield EpisodeBuffer(
                 id=i,
                 seed=e.seed,
@@ -248,10 +274,7 @@ def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, beha
                 rewards=e.rewards,
                 terminations=e.terminations,
                 truncations=e.truncations,
-                infos={
-                    "task_id": np.full(len(e.observations), e.task, dtype=np.int64),
-                    "behaviour": np.full(len(e.observations), e.behaviour, dtype=np.int64),
-                },
+                infos=infos,
             )
 
     scratch = Path(tempfile.mkdtemp(prefix=".bitr-build-", dir=datasets_root()))
@@ -303,7 +326,8 @@ def _description(r: Recipe) -> str:
         f"{r.env_id}, split {r.split!r}, behaviour pool {r.pool!r}, profile {r.profile!r}: "
         f"{r.episodes_per_task} episodes per task ({counts}). Built by `bitr datasets build "
         f"{r.dataset_id}` from the recipe card datasets/{r.card.path.name}. Per-step infos: "
-        "task_id (index in the split) and behaviour (index in bitr_behaviours)."
+        "task_id (index in the split) and behaviour (index in bitr_behaviours)"
+        + ("; pursued_task (the task the behaviour was given, never task_id)." if r.pool == OTHER_TASK_POOL else ".")
     )
 
 

@@ -4,7 +4,8 @@
 
 `<env>` is the env id in kebab case without its version (`bitr/PointRobotSparse-v0` ->
 `point-robot-sparse`); `<split>` the env's task split; `<pool>` the behaviour pool (`iid` trains
-and gives in-distribution context, `ood` gives held-out context); `<profile>` the size.
+and gives in-distribution context, `ood` gives context from unseen behaviours of the right task,
+`other` from behaviours that pursue another task); `<profile>` the size.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 DATASET_VERSION = 0
-POOLS = ("iid", "ood")
+OTHER_TASK_POOL = "other"  # its behaviours are given another task of the split than the env runs
+POOLS = ("iid", "ood", OTHER_TASK_POOL)
 _ID = re.compile(r"^bitr/(?P<env>[a-z0-9-]+)/(?P<split>[a-z]+)-(?P<pool>[a-z]+)-(?P<profile>[a-z]+)-v(?P<version>\d+)$")
 FORMAT_HINT = ("Dataset ids look like bitr/<env>/<split>-<pool>-<profile>-v0, e.g. "
                "bitr/point-robot-sparse/train-iid-lite-v0; `bitr datasets list` shows them all.")

@@ -54,6 +54,7 @@ class TaskData:
     terminals: np.ndarray  # the episode ended in a terminal state (no bootstrapping)
     timeouts: np.ndarray  # the episode was cut by the horizon
     behaviours: np.ndarray  # behaviour label of each transition
+    pursued: np.ndarray  # the task its behaviour was given: this task, except in the other-task pool
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -187,6 +188,7 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
                     "terminals": episode["terminations"],
                     "timeouts": episode["truncations"],
                     "behaviours": episode["infos"]["behaviour"][1:],
+                    "pursued": episode["infos"].get("pursued_task", episode["infos"]["task_id"])[1:],
                 }
             )
             n_steps += len(episode["rewards"])

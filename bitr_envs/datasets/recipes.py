@@ -1,9 +1,16 @@
 """Dataset recipes: the TOML cards in `bitr_envs/datasets/cards/`, installed with the package.
 
-A card describes one family's behaviour policies, its `iid` and `ood` behaviour pools and its
-size profiles; every (env id, split, pool, profile) it allows is one dataset (`ids.DatasetId`).
-The `train-iid` datasets are the training data; the `test-*` and `ood-*` ones give the evaluator
-its offline context. A card is checked when it is read (`RecipeCard.load`): a mistake in one is
+A card describes one family's behaviour policies, its three behaviour pools and its size
+profiles; every (env id, split, pool, profile) it allows is one dataset (`ids.DatasetId`):
+
+- `iid`: the training pool. The `train-iid` datasets are the training data; `test-iid` and
+  `ood-iid` give in-distribution context.
+- `ood`: behaviours never in the training data that pursue the right task (a held-out
+  checkpoint, heavy noise, another route): the unseen-behaviour context.
+- `other`: behaviours of the family given *another* task of the split than the one the env
+  runs (`pursue = "another-task"`): the out-of-distribution context of the field, where the
+  states and actions of a context point at the wrong task and only the rewards and dynamics
+  point at the right one. A card is checked when it is read (`RecipeCard.load`): a mistake in one is
 an error naming the file and the key, never a wrong dataset.
 """
 
@@ -12,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import importlib.resources
+import itertools
 import json
 import os
 import sys
@@ -20,13 +28,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bitr_envs.datasets.ids import FORMAT_HINT, POOLS, DatasetId, env_slug
+from bitr_envs.datasets.ids import FORMAT_HINT, OTHER_TASK_POOL, POOLS, DatasetId, env_slug
 from bitr_envs.registry import ENVS, entry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+PURSUITS = ("own-task", "another-task")
 
 
 def recipes_dir() -> Path:
@@ -43,6 +54,11 @@ class BehaviourSpec:
     policy: str
     noise: float = 0.0  # Gaussian std, as a fraction of the action range's half-width
     epsilon: float = 0.0  # probability of a uniform random action at each step
+    pursue: str = "own-task"  # or "another-task": the policy is given another task of the split
+
+    @property
+    def pursues_another_task(self) -> bool:
+        return self.pursue == "another-task"
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,9 @@ class RecipeCard:
             fail(f"unknown env id(s) {unknown_envs}")
         try:
             behaviours = {name: BehaviourSpec(**spec) for name, spec in raw["behaviours"].items()}
+            wrong = {name: spec.pursue for name, spec in behaviours.items() if spec.pursue not in PURSUITS}
+            if wrong:
+                fail(f"behaviours {wrong}: pursue is one of {list(PURSUITS)}")
             profiles = {name: int(spec["episodes_per_task"]) for name, spec in raw["profiles"].items()}
         except (TypeError, KeyError) as err:
             fail(f"a behaviour takes policy, noise and epsilon; a profile takes episodes_per_task ({err})")
@@ -87,9 +106,17 @@ class RecipeCard:
         for pool, shares in pools.items():
             if set(shares) - set(behaviours):
                 fail(f"pool {pool!r} names unknown behaviours {sorted(set(shares) - set(behaviours))}")
-        both = set(pools["iid"]) & set(pools["ood"])
-        if both:
-            fail(f"behaviours {sorted(both)} are in both pools")
+            misplaced = sorted(b for b in shares if behaviours[b].pursues_another_task != (pool == OTHER_TASK_POOL))
+            if misplaced:
+                fail(f"pool {pool!r}: behaviours {misplaced} are misplaced: the {OTHER_TASK_POOL!r} pool holds "
+                     "exactly the behaviours with pursue = \"another-task\"")
+        for a, b in itertools.combinations(POOLS, 2):
+            if set(pools[a]) & set(pools[b]):
+                fail(f"behaviours {sorted(set(pools[a]) & set(pools[b]))} are in both pools {a!r} and {b!r}")
+        labels = [spec.pursues_another_task for spec in behaviours.values()]
+        if labels != sorted(labels):
+            fail("the behaviours with pursue = \"another-task\" come after all the others (a behaviour's label "
+                 "is its position, and the other pools' datasets do not list them)")
         return cls(tuple(raw["envs"]), int(raw["seed"]), raw["expert"], int(raw.get("reference_episodes", 4)),
                    behaviours, pools, profiles, path, raw)
 
@@ -115,8 +142,11 @@ class Recipe:
 
     @property
     def behaviour_names(self) -> list[str]:
-        """Every behaviour of the family; a behaviour's label is its index here."""
-        return list(self.card.behaviours)
+        """The behaviours of the family this dataset's labels index: every one for the other-task
+        pool, else those that pursue their own task (the others come last in a card, so a
+        behaviour has the same label in every dataset of its family)."""
+        return [name for name, spec in self.card.behaviours.items()
+                if self.pool == OTHER_TASK_POOL or not spec.pursues_another_task]
 
     def episode_counts(self) -> dict[str, int]:
         """Episodes per task for each behaviour of the pool (largest-remainder rounding)."""
@@ -131,9 +161,16 @@ class Recipe:
         return counts
 
     def fingerprint(self) -> str:
-        """A hash of everything that determines the arrays: same hash, same dataset."""
+        """A hash of everything that determines the arrays: same hash, same dataset. The card's
+        other-task pool and its behaviours cannot change the other pools' datasets, and they
+        are left out of those datasets' hash: adding them kept every earlier dataset's bytes."""
+        card = self.card.raw
+        if self.pool != OTHER_TASK_POOL:
+            others = {name for name, spec in self.card.behaviours.items() if spec.pursues_another_task}
+            card = {**card, "behaviours": {k: v for k, v in card["behaviours"].items() if k not in others},
+                    "pools": {k: v for k, v in card["pools"].items() if k != OTHER_TASK_POOL}}
         payload = {
-            "card": self.card.raw,
+            "card": card,
             "dataset_id": self.dataset_id,
             "env_id": self.env_id,
             "split": self.split,

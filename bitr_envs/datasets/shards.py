@@ -68,7 +68,7 @@ class Shard:
 
     def key(self, r: Recipe) -> str:
         """What the shard's arrays depend on: a finished shard is reused only with the same key."""
-        payload = [r.fingerprint(), _version(), self.run, [(j.task, j.behaviour, j.seed) for j in self.jobs]]
+        payload = [r.fingerprint(), _version(), self.run, [(j.task, j.behaviour, j.seed, j.pursued) for j in self.jobs]]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
     @property
@@ -129,6 +129,7 @@ def run_shard(r: Recipe, shard: Shard, num_envs: int = 16, progress: Progress = 
         "tasks": np.array([e.task for e in episodes], dtype=np.int64),
         "behaviours": np.array([e.behaviour for e in episodes], dtype=np.int64),
         "seeds": np.array([e.seed for e in episodes], dtype=np.int64),
+        "pursued": np.array([e.pursued for e in episodes], dtype=np.int64),
         "returns": np.array([e.total_return for e in episodes], dtype=np.float64),
     }
     if shard.run == DATA:
@@ -169,6 +170,7 @@ def episodes_of(folder: Path, shards: Iterable[Shard],
                 task=int(arrays["tasks"][i]),
                 behaviour=int(arrays["behaviours"][i]),
                 seed=int(arrays["seeds"][i]),
+                pursued=int(arrays["pursued"][i]),
                 observations=arrays["observations"][start + i : end + i + 1],  # T + 1 per episode
                 actions=arrays["actions"][start:end],
                 rewards=arrays["rewards"][start:end],
