@@ -40,16 +40,22 @@ def print_result(result: dict) -> None:
     print(format_table(["unit", "score (mean [95% CI])", "IQM", "online 1st episode", "success"], rows))
     aggregates = result["aggregates"]
     played = {unit["protocol"] for unit in result["units"]}  # the suite's protocols, not every base one
-    print()
-    print(format_table(
-        ["protocol", "score (mean [95% CI])", "IQM [95% CI]"],
-        [(p, format_summary(s), "-" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci95'][0]:.1f}, {s['iqm_ci95'][1]:.1f}]")
-         for p, s in aggregates["protocols"].items() if p in played],
-    ))
-    if aggregates["ood_drop"]:
+    for tasks, key in (("test tasks", "protocols"), ("ood tasks", "ood_tasks")):
+        if key not in aggregates:
+            continue
         print()
-        print(format_table(["env / split", "drop offline-iid -> offline-ood"],
-                           [(k, "-" if v is None else f"{v:.1f}") for k, v in aggregates["ood_drop"].items()]))
+        print(format_table(
+            ["protocol", f"{tasks}: mean [95% CI]", "IQM [95% CI]"],
+            [(p, format_summary(s), "-" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci95'][0]:.1f}, {s['iqm_ci95'][1]:.1f}]")
+             for p, s in aggregates[key].items() if p in played],
+        ))
+    drops = aggregates.get("context_drops") or {k: {"offline-ood": v} for k, v in aggregates.get("ood_drop", {}).items()}
+    shifted = list(dict.fromkeys(p for d in drops.values() for p in d))
+    if shifted:
+        print()
+        print(format_table(["env / split", *(f"drop offline-iid -> {p}" for p in shifted)],
+                           [(k, *("-" if d.get(p) is None else f"{d[p]:.1f}" for p in shifted))
+                            for k, d in drops.items()]))
 
 
 def _evaluate(args) -> int:
