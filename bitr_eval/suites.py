@@ -175,6 +175,9 @@ CONTEXT_KEYS = ("observations", "actions", "rewards", "next_observations", "term
 
 LITE_ENVS = ("bitr/PointRobotSparse-v0", "bitr/CheetahVel-v0", "bitr/CheetahVelSparse-v0", "bitr/ReachSparse-v0")
 LITE_CORE_ENVS = LITE_ENVS[:2]  # where every method and BITR's ablations are compared first
+# the method paper's and the peers' other settings, each on the board once calibrated (docs/agent.md)
+LITE_MORE_ENVS = ("bitr/AntDir-v0", "bitr/CheetahDir-v0", "bitr/HopperParam-v0", "bitr/HopperParamSparse-v0",
+                  "bitr/WalkerParam-v0", "bitr/WalkerParamSparse-v0")
 FULL_ENVS = tuple(ENVS)  # every registered id
 
 
@@ -312,6 +315,13 @@ SUITES: Mapping[str, Suite] = _Suites({
         units=_splits_units(LITE_CORE_ENVS, "lite", 2, 2),
     ),
     "lite-core-v1-behaviours": lambda: _behaviours_v1("lite-core-v1-behaviours", "lite-core-v1", LITE_CORE_ENVS),
+    "lite-more-v1": lambda: Suite(
+        name="lite-more-v1",
+        description="The lite-v1 suite's companion: Ant-Dir, Cheetah-Dir, Hopper-Param and Walker-Param (dense and "
+        "sparse); lite datasets; test and ood tasks where defined; every protocol; 3 seeds.",
+        seeds=(0, 1, 2),
+        units=_splits_units(LITE_MORE_ENVS, "lite", 2, 2),
+    ),
     "full-v1": lambda: Suite(
         name="full-v1",
         description="Every family, test tasks and (where defined) ood tasks, every protocol; full datasets; 5 seeds.",
