@@ -63,7 +63,7 @@ def _action(action) -> np.ndarray:
 
 
 def serve(channel: Channel) -> None:
-    from bitr_eval.agents import load_factory
+    from bitr_eval.agents import factory_is_privileged, load_factory
 
     msg = channel.recv()
     if msg.type == "probe":
@@ -72,7 +72,7 @@ def serve(channel: Channel) -> None:
         except Exception as err:
             channel.send("error", text=str(err))
             return
-        channel.send("ok", privileged=bool(getattr(factory, "privileged", False)))  # the factory's, not an instance's
+        channel.send("ok", privileged=factory_is_privileged(factory))
         return
     if msg.type != "init":
         raise WireError(f"expected init, got {msg.type}")

@@ -20,9 +20,11 @@ A submission names a factory, `package.module:make` or `path/to/file.py:make`, c
 once per evaluation unit, inside the agent's own sandboxed process (`bitr_eval.sandbox`): the
 spaces are `gymnasium.spaces.Box` rebuilt from their bounds, `agent_args` is JSON, and the agent
 never holds the env or the task. `bitr evaluate --agent random` and `--agent oracle` name the
-built-ins. Only a privileged factory (a class or function attribute `privileged = True`, like
-`OracleAgent`) is also told the task's features, by `set_task(features)` after each `reset`;
-its results are marked privileged and never ranked.
+built-ins, which are also the board's anchors. Only a privileged factory (a class or function
+attribute `privileged = True`, like `OracleAgent`) is also told the task's features, by
+`set_task(features)` after each `reset`; its results are marked privileged and never ranked.
+This module is the one home of that rule: the evaluator asks `is_privileged` before a run, the
+leaderboard asks `role` of the filed runs.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 
-BUILT_IN = {
+BUILT_IN = {  # the anchors of the normalised score: on the board for reference, never ranked
     "random": "bitr_eval.agents:RandomAgent",
     "oracle": "bitr_eval.agents:OracleAgent",
 }
@@ -133,7 +135,34 @@ class OracleAgent:
         pass
 
 
-def make_agent(spec: str, env_id: str, observation_space, action_space, checkpoint=None, agent_args: Optional[dict[str, Any]] = None):
-    factory = load_factory(spec)
-    return factory(env_id=env_id, observation_space=observation_space, action_space=action_space,
-                   checkpoint=checkpoint, **(agent_args or {}))
+# Who is told the task, and which rows are ranked ----------------------------------------------
+
+def factory_is_privileged(factory) -> bool:
+    """A factory is privileged when it says so itself: its class or function attribute
+    `privileged` (never an instance's, which the agent could set while it runs)."""
+    return bool(getattr(factory, "privileged", False))
+
+
+def is_privileged(submission: dict, isolation: str) -> bool:
+    """Whether the evaluator tells this submission the task: the built-ins are read here; any
+    other factory is loaded in a sandboxed probe (the evaluator never imports a submission's
+    code), which reports `factory_is_privileged`. A privileged result is never ranked, so an
+    agent that claims privilege only loses its rank."""
+    from bitr_eval.sandbox import probe_privileged
+    from bitr_eval.worker import STARTUP_LIMIT_S, absolute_spec, visible_paths
+
+    spec = submission["agent"]
+    if spec in BUILT_IN:
+        return factory_is_privileged(load_factory(spec))
+    return probe_privileged(absolute_spec(spec), isolation, visible_paths(submission), STARTUP_LIMIT_S)
+
+
+def role(submissions: list[dict]) -> str:
+    """The board role of an entry from its runs' submissions: 'anchor' (a built-in agent),
+    'privileged' (told the task) or 'ranked'. Decided from the agent spec as well as the flag
+    the evaluator recorded: a result file cannot rank the oracle."""
+    if any(s["agent"] in BUILT_IN for s in submissions):
+        return "anchor"
+    if any(s["privileged"] for s in submissions):
+        return "privileged"
+    return "ranked"

@@ -36,7 +36,8 @@ def print_result(result: dict) -> None:
             continue
         success = "-" if unit["success_rate"] is None else f"{100 * unit['success_rate']:.0f}%"
         iqm = f"{unit['summary']['iqm']:.1f}"
-        rows.append((unit["unit_id"], format_summary(unit["summary"]), iqm, format_summary(unit["first_episode"]), success))
+        rows.append((unit["unit_id"], format_summary(unit["summary"]), iqm, format_summary(unit["first_episode"]),
+                     success))
     print(format_table(["unit", "score (mean [95% CI])", "IQM", "online 1st episode", "success"], rows))
     aggregates = result["aggregates"]
     played = {unit["protocol"] for unit in result["units"]}  # the suite's protocols, not every base one
@@ -46,10 +47,11 @@ def print_result(result: dict) -> None:
         print()
         print(format_table(
             ["protocol", f"{tasks}: mean [95% CI]", "IQM [95% CI]"],
-            [(p, format_summary(s), "-" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci95'][0]:.1f}, {s['iqm_ci95'][1]:.1f}]")
-             for p, s in aggregates[key].items() if p in played],
+            [(p, format_summary(s), "-" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci95'][0]:.1f}, "
+              f"{s['iqm_ci95'][1]:.1f}]") for p, s in aggregates[key].items() if p in played],
         ))
-    drops = aggregates.get("context_drops") or {k: {"offline-ood": v} for k, v in aggregates.get("ood_drop", {}).items()}
+    drops = aggregates.get("context_drops") or {k: {"offline-ood": v}
+                                                for k, v in aggregates.get("ood_drop", {}).items()}
     shifted = list(dict.fromkeys(p for d in drops.values() for p in d))
     if shifted:
         print()
@@ -100,7 +102,7 @@ def _evaluate(args) -> int:
 
 
 def _leaderboard_add(args) -> int:
-    from bitr_eval.leaderboard import add
+    from bitr_eval.filing import add
 
     target = add(args.results, args.dir, name=args.name, replace=args.replace)
     runs = len(args.results)
@@ -115,7 +117,8 @@ def _sweep(args) -> int:
 
 
 def _leaderboard_render(args) -> int:
-    from bitr_eval.leaderboard import ResultsPageError, render
+    from bitr_eval.board_markdown import ResultsPageError
+    from bitr_eval.leaderboard import render
     from bitr_eval.results import ResultError
 
     results_page = args.results_page

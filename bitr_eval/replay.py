@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bitr_envs.files import write_json_atomic
+from bitr_eval.filing import VERIFICATION_FILE, load_entry
 from bitr_eval.results import ResultError
-
-VERIFICATION_FILE = "verification.json"
 
 
 def sample_units(result: dict, units: int | None, seed: int = 0) -> list[str]:
@@ -56,12 +55,11 @@ def verify_entry(folder: str | Path, units: int | None = 1, tolerance: float = 0
     """Re-play `units` units of every run of the entry in `folder`; write and return the outcome."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bitr_eval.leaderboard import _load_entry
     from bitr_eval.runner import run_unit, unit_limits
     from bitr_eval.suites import suite
 
     folder = Path(folder)
-    entry = _load_entry(folder)
+    entry = load_entry(folder)
     chosen = suite(entry["suite"])
     units_by_id = {u.unit_id: u for u in chosen.units}
     checks = []

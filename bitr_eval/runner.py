@@ -11,9 +11,9 @@ results written as units finish.
 - A unit whose agent raises, returns a bad action, sends anything but the expected reply,
   takes longer than the suite's time limit for one episode, runs out of memory or CPU time, or
   kills its process is recorded as failed with the reason; the run goes on.
-- Whether the submission is privileged (told the task) is decided here, once, from its
-  factory: the built-in oracle, or a factory whose class or function attribute `privileged`
-  is true (read in a sandboxed probe: the evaluator never imports a submission's code).
+- Whether the submission is privileged (told the task) is decided once, before the units
+  run, from its factory (`bitr_eval.agents.is_privileged`: read in a sandboxed probe, the
+  evaluator never imports a submission's code).
 - After every unit the result file is rewritten atomically; running the same command again
   skips the units already in it, so a killed evaluation loses at most the units in flight.
   The agent's stdout and stderr (size-capped) go to `<out>.logs/`.
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Optional
 
 from bitr_envs.files import write_json_atomic
+from bitr_eval.agents import is_privileged
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
 from bitr_eval.sandbox import Limits, isolation_level
 from bitr_eval.scoring import aggregates, unit_record
@@ -232,21 +233,6 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
     result["aggregates"] = aggregates(result["units"])
     write_json_atomic(out, result)
     return result
-
-
-def is_privileged(submission: dict, isolation: str) -> bool:
-    """Whether the evaluator tells this submission the task: the built-in anchors are read
-    here; any other factory is loaded in a sandboxed probe, which reports the factory's own
-    attribute `privileged` (never an instance's). A privileged result is never ranked, so an
-    agent that claims privilege only loses its rank."""
-    from bitr_eval.agents import BUILT_IN, load_factory
-    from bitr_eval.sandbox import probe_privileged
-    from bitr_eval.worker import _absolute_spec, _visible
-
-    spec = submission["agent"]
-    if spec in BUILT_IN:
-        return bool(getattr(load_factory(spec), "privileged", False))
-    return probe_privileged(_absolute_spec(spec), isolation, _visible(submission), STARTUP_LIMIT_S)
 
 
 def _check_datasets(dataset_ids) -> None:

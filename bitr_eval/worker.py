@@ -121,7 +121,7 @@ def _spaces(env) -> dict[str, np.ndarray]:
             "action_low": env.action_space.low, "action_high": env.action_space.high}
 
 
-def _visible(submission: dict) -> tuple[str, ...]:
+def visible_paths(submission: dict) -> tuple[str, ...]:
     """Paths the agent process must be able to read: its checkpoint and its factory's file."""
     paths = []
     if submission.get("checkpoint"):
@@ -142,14 +142,14 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
     env_class = type(env.unwrapped)
     privileged = bool(submission.get("privileged"))  # decided by the evaluator, from the factory
     try:
-        process = AgentProcess(isolation, limits, _visible(submission), sweep=True)
+        process = AgentProcess(isolation, limits, visible_paths(submission), sweep=True)
     except OSError:  # bubblewrap vanished or cannot be executed on this node: the fallback
         if isolation != "bwrap":
             raise
-        process = AgentProcess("process", limits, _visible(submission), sweep=True)
+        process = AgentProcess("process", limits, visible_paths(submission), sweep=True)
     try:
         agent = RemoteAgent(process, env.action_space, episode_time_limit_s)
-        agent.request("init", _spaces(env), expected="ready", spec=_absolute_spec(submission["agent"]),
+        agent.request("init", _spaces(env), expected="ready", spec=absolute_spec(submission["agent"]),
                       env_id=unit.env_id, checkpoint=_absolute(submission.get("checkpoint")),
                       agent_args=submission.get("agent_args") or {})
         online = unit.protocol == "online"
@@ -208,7 +208,8 @@ def _absolute(path):
     return str(Path(path).resolve()) if path and Path(path).exists() else path
 
 
-def _absolute_spec(spec: str) -> str:
+def absolute_spec(spec: str) -> str:
+    """The factory spec with its file's path made absolute: the agent process runs elsewhere."""
     module, sep, attribute = spec.rpartition(":")
     if module.endswith(".py"):
         return f"{Path(module).resolve()}{sep}{attribute}"

@@ -12,7 +12,8 @@ from test_leaderboard import add, make_result, no_local_data, table  # noqa: F40
 from bitr_envs.registry import ENVS
 from bitr_eval import stats
 from bitr_eval.cli import build_parser, main
-from bitr_eval.leaderboard import entry_view, filed
+from bitr_eval.entry_stats import entry_view
+from bitr_eval.filing import filed
 from bitr_eval.results import read_training
 from bitr_eval.suites import PROTOCOLS, SUITES, V0_PROTOCOLS, Protocol, context_rows, suite
 from bitr_eval.sweep import plan, sweep
@@ -34,7 +35,8 @@ def test_the_interval_covers_the_spread_between_runs_not_between_tasks():
     rng = np.random.default_rng(0)
     calm = tasks + rng.normal(0, 1, size=(5, 10))
     wild = tasks + rng.normal(0, 10, size=(5, 10))
-    width = {name: np.diff(stats.summarize_runs(runs)["mean_ci95"])[0] for name, runs in (("calm", calm), ("wild", wild))}
+    width = {name: np.diff(stats.summarize_runs(runs)["mean_ci95"])[0]
+             for name, runs in (("calm", calm), ("wild", wild))}
     assert width["calm"] < 1.5 < 3 < width["wild"]  # stratified: the task spread adds nothing
     identical = np.tile(tasks, (4, 1))
     assert stats.summarize_runs(identical)["mean_ci95"] == [pytest.approx(50.0)] * 2
@@ -71,7 +73,7 @@ def test_several_runs_are_filed_and_rendered_as_one_entry(tmp_path, capsys):
 def test_the_results_page_shows_each_run_per_family(tmp_path):
     """Per family, beside the entry's mean over runs, each run's own mean in the order they were
     filed, so a reader sees whether one run carries an entry; a unit that failed says so."""
-    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+    from bitr_eval.board_markdown import RESULTS_BEGIN, RESULTS_END
 
     three = runs("FOCAL s", [40.0, 70.0, 61.0], suite_name="lite-core")
     assert add(tmp_path, three, "--name", "FOCAL (lite)") == 0
@@ -82,7 +84,8 @@ def test_the_results_page_shows_each_run_per_family(tmp_path):
     text = page.read_text()
     for family, lonely in (("point-robot-sparse", ["45.0"] * 3), ("cheetah-vel", ["45.0", "45.0", "failed"])):
         heading = f"`{family}`, mean normalised score"
-        assert f"{heading} (each run's, in filing order):\n\n| Entry | `test/offline-iid` | `test/offline-ood` | `test/online` |" in text
+        columns = "| Entry | `test/offline-iid` | `test/offline-ood` | `test/online` |"
+        assert f"{heading} (each run's, in filing order):\n\n{columns}" in text
         rows = {row[0]: row[1:] for row in table(text, heading, "| Entry")}
         assert rows == {"FOCAL (lite)": ["57.0 (40 / 70 / 61)"] * 3, "lonely": lonely}
 
@@ -266,7 +269,8 @@ def test_sweep_trains_then_evaluates_and_resumes(tmp_path, fakes):
 
 def test_sweep_reports_a_failed_run_and_goes_on(tmp_path, fakes):
     outcome, lines = run_sweep(tmp_path / "sweep", fakes, algos=("broken", "bitr"))
-    assert outcome["failed"] == ["train broken seed 0 bitr/PointRobotSparse-v0", "train broken seed 1 bitr/PointRobotSparse-v0"]
+    assert outcome["failed"] == ["train broken seed 0 bitr/PointRobotSparse-v0",
+                                 "train broken seed 1 bitr/PointRobotSparse-v0"]
     assert outcome["blocked"] == ["evaluate broken seed 0", "evaluate broken seed 1"]
     assert len(outcome["ok"]) == 4
     log = tmp_path / "sweep" / "broken" / "seed0" / "point-robot-sparse" / "train.log"
@@ -285,7 +289,8 @@ def test_sweep_dry_run_prints_the_commands(tmp_path, capsys):
                         f"--out {tmp_path}/s/bitr/seed0/result-lite.json --name 'bitr seed 0' "
                         "--env bitr/PointRobotSparse-v0 --env bitr/CheetahVel-v0")
     assert not (tmp_path / "s").exists()
-    assert main(["sweep", "--algos", "bitr", "--envs", "bitr/AntDir-v0", "--seeds", "0", "--out", "x", "--dry-run"]) == 2
+    assert main(["sweep", "--algos", "bitr", "--envs", "bitr/AntDir-v0", "--seeds", "0", "--out", "x",
+                 "--dry-run"]) == 2
 
 
 def test_sweep_on_ray_gives_the_same_outcome(tmp_path, fakes, monkeypatch):

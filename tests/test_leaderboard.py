@@ -15,7 +15,8 @@ from bitr_envs.datasets import storage
 from bitr_envs.files import write_json_atomic
 from bitr_envs.registry import entry
 from bitr_eval.cli import main
-from bitr_eval.leaderboard import ENTRY_FILE, render, slug
+from bitr_eval.filing import ENTRY_FILE, slug
+from bitr_eval.leaderboard import render
 from bitr_eval.results import SCHEMA_VERSION, validate
 from bitr_eval.scoring import aggregates, expected_episodes, score_episodes
 from bitr_eval.suites import suite
@@ -214,8 +215,10 @@ def _seeds(result):
     (_changed_summary, "unit point-robot-sparse/test/online: summary/mean_ci95[1] is"),
     (_changed_first_episode, "unit point-robot-sparse/test/online: first_episode/mean is"),
     (_lowered_reference, "unit point-robot-sparse/test/offline-iid: scores[4][0] is"),
-    (_missing_episode, "unit point-robot-sparse/test/offline-ood: episodes: 1 missing (first: task 5, seed 0, episode 0)"),
-    (_duplicated_episode, "unit point-robot-sparse/test/offline-ood: episodes[10] (task 0, seed 0, episode 0) is duplicated"),
+    (_missing_episode,
+     "unit point-robot-sparse/test/offline-ood: episodes: 1 missing (first: task 5, seed 0, episode 0)"),
+    (_duplicated_episode,
+     "unit point-robot-sparse/test/offline-ood: episodes[10] (task 0, seed 0, episode 0) is duplicated"),
     (_extra_episode, "episodes[10] (task 0, seed 7, episode 0) is not an episode of the unit"),
     (_too_long_episode, "episodes[2] (task 2, seed 0, episode 0): length 21 exceeds the horizon 20"),
     (_infinite_return, "episodes[2] (task 2, seed 0, episode 0): return is not finite"),
@@ -398,7 +401,7 @@ def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_pa
 
 def test_the_results_page_needs_its_table_block(tmp_path):
     """A page without the block (or with its lines swapped) is refused before anything is written."""
-    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+    from bitr_eval.board_markdown import RESULTS_BEGIN, RESULTS_END
 
     for text in ("# Results\n\nno block here\n", f"{RESULTS_END}\n{RESULTS_BEGIN}\n"):
         page = tmp_path / "results.md"
@@ -412,7 +415,7 @@ def test_the_results_page_needs_its_table_block(tmp_path):
 def test_figures_follow_the_board(tmp_path):
     """One figure per suite on the board, linked from the results page; a suite that left the
     board takes its figure with it."""
-    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+    from bitr_eval.board_markdown import RESULTS_BEGIN, RESULTS_END
 
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "lite.svg").write_text("<svg/>")  # a suite no entry is filed in any more
@@ -438,7 +441,7 @@ def test_strings_from_results_are_escaped(tmp_path):
     # the figures and the results page's tables too; a control character keeps the figure valid XML
     from xml.etree import ElementTree
 
-    from bitr_eval.leaderboard import RESULTS_BEGIN, RESULTS_END
+    from bitr_eval.board_markdown import RESULTS_BEGIN, RESULTS_END
 
     result = make_result(EVIL_NAME + "\x01", failed="online", failure=EVIL_FAILURE)
     results_page = tmp_path / "results.md"
@@ -470,7 +473,8 @@ def browser():
 
 
 def test_index_html_in_a_browser(tmp_path, browser):
-    alpha = [make_result("alpha", 69.0, "lite", checkpoint="runs/a1"), make_result("alpha", 71.0, "lite", checkpoint="runs/a2")]
+    alpha = [make_result("alpha", 69.0, "lite", checkpoint="runs/a1"),
+             make_result("alpha", 71.0, "lite", checkpoint="runs/a2")]
     results = [alpha, make_result("gamma", 55.0, "lite", failed="reach-sparse/test/online"),
                make_result(EVIL_NAME, 40.0, "lite", failed="cheetah-vel/test/online", failure=EVIL_FAILURE),
                make_result("oracle", 100.0, "lite", privileged=True)]
@@ -521,7 +525,7 @@ def test_raw_returns_count_scored_episodes_only():
     """The raw-return table (what the peers' papers report) leaves out online exploration."""
     import pathlib
 
-    from bitr_eval.leaderboard import entry_view
+    from bitr_eval.entry_stats import entry_view
 
     path = pathlib.Path(__file__).parent.parent / "leaderboard" / "results" / "quick" / "bitr-quick" / "run-1.json"
     run = json.loads(path.read_text())

@@ -83,7 +83,7 @@ def test_evaluate_refuses_to_start_on_datasets_that_are_not_the_benchmarks(hones
 
 
 def test_a_replay_matches_an_honest_entry_and_catches_invented_episodes(honest, tmp_path, capsys):
-    from bitr_eval.leaderboard import slug
+    from bitr_eval.filing import slug
 
     _, result = honest
     assert add(tmp_path / "a", result) == 0

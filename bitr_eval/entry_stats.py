@@ -1,0 +1,77 @@
+"""The statistics of a board entry: what the pages show of it, from its checked runs.
+
+With several training runs the intervals are recomputed over the runs (a bootstrap stratified
+over tasks that resamples the runs, `bitr_eval.stats.summarize_runs`); a single run keeps the
+intervals of its own (checked) result, which cover evaluation seeds only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bitr_eval.agents import role
+from bitr_eval.stats import summarize_runs
+from bitr_eval.suites import SUITES
+
+
+def _task_matrix(runs: list[dict], units: list) -> np.ndarray | None:
+    """(runs, tasks): per run, the mean over evaluation seeds of every task of `units`, one
+    column per (unit, task); None when a unit failed in some run."""
+    rows = []
+    for run in runs:
+        records = {u["unit_id"]: u for u in run["units"]}
+        if any(records[u.unit_id]["status"] != "ok" for u in units):
+            return None
+        rows.append(np.concatenate([np.mean(np.array(records[u.unit_id]["scores"]), axis=1) for u in units]))
+    return np.array(rows)
+
+
+def entry_view(name: str, runs: list[dict]) -> dict:
+    """What the pages show of an entry: per protocol the mean and IQM with 95% intervals (over
+    training runs when there are several, else over evaluation seeds), the iid->ood drop, the
+    training wall time, and per unit the same."""
+    suite = SUITES[runs[0]["suite"]["name"]]
+    many = len(runs) > 1
+    view = {"name": name, "agent": runs[0]["submission"]["agent"], "role": role([r["submission"] for r in runs]),
+            "runs": len(runs), "suite": suite.name, "started": max(r["started"] for r in runs),
+            "protocols": {}, "units": [],
+            # the weakest sandbox any unit ran in: only "bwrap" keeps the datasets and files out of reach
+            "isolation": "bwrap" if all(u.get("isolation") == "bwrap" for r in runs for u in r["units"]) else "process"}
+    for protocol in suite.protocols:
+        units = [u for u in suite.units if u.protocol == protocol]
+        if many:
+            matrix = _task_matrix(runs, units)
+            view["protocols"][protocol] = None if matrix is None else summarize_runs(matrix)
+        else:
+            view["protocols"][protocol] = runs[0]["aggregates"]["protocols"].get(protocol)
+    iid = [u for u in suite.units if u.protocol == "offline-iid"]
+    pairs = {(u.env_id, u.split): u for u in suite.units if u.protocol == "offline-ood"}
+    iid = [u for u in iid if (u.env_id, u.split) in pairs]
+    view["drop"] = None
+    if iid:
+        a, b = _task_matrix(runs, iid), _task_matrix(runs, [pairs[(u.env_id, u.split)] for u in iid])
+        if a is not None and b is not None:
+            view["drop"] = {"value": float((a - b).mean()),
+                            "ci95": summarize_runs(a - b)["mean_ci95"] if many else None}
+    walls = [(r["submission"].get("training") or {}).get("wall_seconds") for r in runs]
+    walls = [w for w in walls if isinstance(w, (int, float))]
+    view["training_seconds"] = float(np.mean(walls)) if walls else None
+    view["training_runs"] = len(walls)
+    for unit in suite.units:
+        records = [next(u for u in r["units"] if u["unit_id"] == unit.unit_id) for r in runs]
+        failures = [(k, rec["failure"]) for k, rec in enumerate(records, start=1) if rec["status"] != "ok"]
+        if failures:
+            summary = None
+        elif many:
+            summary = summarize_runs(_task_matrix(runs, [unit]))
+        else:
+            summary = records[0]["summary"]
+        returns = [e["return"] for rec in records if rec["status"] == "ok" for e in rec["episodes"]
+                   if e["phase"] == "score"]
+        view["units"].append({"unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split,
+                              "protocol": unit.protocol, "summary": summary, "failures": failures,
+                              # each run's own mean, in filing order: how far apart the training runs land
+                              "run_means": None if failures else [float(np.mean(rec["scores"])) for rec in records],
+                              # what the peers' papers report: the mean undiscounted return of a scored episode
+                              "raw_return": float(np.mean(returns)) if returns and not failures else None})
+    return view

@@ -1,0 +1,124 @@
+"""Board entries on disk: checking result files and filing them as entries, and reading the
+filed entries back.
+
+    bitr leaderboard add RUN1.json RUN2.json RUN3.json --name "FOCAL (lite)"
+
+An entry lives in `results/<suite>/<slug of its name>/`: `entry.json` (its name and run files)
+and `run-1.json`, `run-2.json`, ... (the result files as submitted, one per training run of
+the same agent: same spec and arguments, different checkpoints), and `verification.json` when
+a maintainer re-played some of its units (`bitr_eval.replay`). A file is filed only if it
+passes `bitr_eval.checks`, and read back only if it still does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from bitr_envs.files import write_json_atomic
+from bitr_eval.checks import check, check_dataset_hashes, check_runs
+from bitr_eval.results import OldSchemaError, ResultError, load_result
+
+RESULTS = "results"  # the filed entries, one folder per suite
+ENTRY_FILE = "entry.json"
+VERIFICATION_FILE = "verification.json"  # a maintainer's re-play of the entry (bitr_eval.replay)
+
+
+def slug(name: str) -> str:
+    """A folder name for an entry name: lower-case letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "submission"
+
+
+def load_checked(path: Path) -> dict:
+    """The result file at `path`, read and checked in full; a refusal names the file."""
+    result = load_result(path)
+    try:
+        check(result)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+    return result
+
+
+def filed(directory: str | Path) -> tuple[list[dict], list[str]]:
+    """Every filed entry that still passes the checks ({"name", "path", "suite", "runs"}), and a
+    warning for each skipped file or entry (an old schema says how to make the file again)."""
+    entries, warnings = [], []
+    root = Path(directory, RESULTS)
+    for suite_dir in sorted(p for p in root.glob("*") if p.is_dir()):
+        for path in sorted(suite_dir.glob("*.json")):  # loose files: the layout before entries
+            try:
+                load_result(path)
+                warnings.append(f"skipped {path}: a result file outside an entry folder; file it with "
+                                f"`bitr leaderboard add {path} --name NAME`")
+            except OldSchemaError as err:
+                warnings.append(f"skipped {err}, then `bitr leaderboard add NEW.json`")
+            except ResultError as err:
+                warnings.append(f"skipped {path}: {err}")
+        for folder in sorted(p for p in suite_dir.glob("*") if p.is_dir()):
+            try:
+                entries.append(load_entry(folder))
+            except OldSchemaError as err:
+                warnings.append(f"skipped entry {folder}: {err}, then `bitr leaderboard add` the new files")
+            except ResultError as err:
+                warnings.append(f"skipped entry {folder}: {err}")
+    return entries, warnings
+
+
+def load_entry(folder: Path) -> dict:
+    """The entry filed in `folder` ({"name", "path", "suite", "runs", "verification"}), every run checked."""
+    try:
+        meta = json.loads((folder / ENTRY_FILE).read_text())
+        name, files = meta["name"], meta["runs"]
+        if not (isinstance(name, str) and name and isinstance(files, list) and files
+                and all(isinstance(f, str) and re.fullmatch(r"run-\d+\.json", f) for f in files)):
+            raise ValueError("needs a name and a list of run-<k>.json files")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ResultError(f"{folder / ENTRY_FILE} is not a valid entry file ({err})") from None
+    runs = [load_checked(folder / f) for f in files]
+    check_runs(runs)
+    suite_name = runs[0]["suite"]["name"]
+    if suite_name != folder.parent.name:
+        raise ResultError(f"an entry of the {suite_name} suite filed under {folder.parent.name}")
+    verification = folder / VERIFICATION_FILE
+    return {"name": name, "path": folder, "suite": suite_name, "runs": runs,
+            "verification": json.loads(verification.read_text()) if verification.exists() else None}
+
+
+def add(paths, directory: str | Path = "leaderboard", name: str | None = None, replace: bool = False) -> Path:
+    """Check the result files `paths` (the training runs of one agent) against the board and file
+    copies of them as one entry named `name` (default: the runs' common submission name); return
+    the entry's folder."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ResultError("no result file given")
+    runs = [load_checked(Path(p)) for p in paths]
+    check_runs(runs)
+    if name is None:
+        names = {r["submission"]["name"] for r in runs}
+        if len(names) != 1:
+            raise ResultError(f"the runs have different submission names ({', '.join(sorted(names))}): "
+                              f"name the entry with --name")
+        name = names.pop()
+    if not name.strip() or len(name) > 100:
+        raise ResultError("an entry name has 1 to 100 characters")
+    suite_name = runs[0]["suite"]["name"]
+    target = Path(directory, RESULTS, suite_name, slug(name))
+    entries, _ = filed(directory)
+    for other in entries:
+        same_name = other["suite"] == suite_name and other["name"] == name
+        if other["path"] == target and not same_name:
+            raise ResultError(f"{target} already holds {other['name']!r}: choose a name that differs in its "
+                              f"letters or digits")
+        if same_name and not replace:
+            raise ResultError(f"{name!r} is already on the {suite_name} board ({other['path']}); --replace "
+                              f"replaces it")
+    check_dataset_hashes([r for e in entries if e["path"] != target for r in e["runs"]] + runs)
+    if target.exists():
+        for old in target.glob("*.json"):
+            old.unlink()
+    files = [f"run-{k}.json" for k in range(1, len(runs) + 1)]
+    for file, run in zip(files, runs):
+        write_json_atomic(target / file, run)
+    write_json_atomic(target / ENTRY_FILE, {"name": name, "runs": files})
+    return target
