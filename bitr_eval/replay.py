@@ -73,7 +73,7 @@ def verify_entry(folder: str | Path, units: int | None = 1, tolerance: float = 0
         file, unit_id, filed, submission = check
         unit = units_by_id[unit_id]
         record = run_unit(unit, chosen.seeds, submission, chosen.episode_time_limit_s,
-                          limits=unit_limits(chosen, unit))
+                          limits=unit_limits(chosen, unit), order=filed.get("play_order"))
         if record["status"] != "ok":
             return {"run": file, "unit": unit_id, "matched": False, "max_relative_difference": None,
                     "first_difference": f"the unit failed when played again: {record['failure']}"}

@@ -75,6 +75,9 @@ _unit = {
         # the reference returns per task of the split that normalised the scores
         "references": _references,
         "isolation": {"type": "string", "maxLength": 100},  # how the agent ran: "process", ...
+        # the [task, seed] blocks in the order they were played (a secret order, each task's agent fresh)
+        "play_order": {"type": "array", "items": {"type": "array", "items": {"type": "integer"},
+                                                  "minItems": 2, "maxItems": 2}},
         "episodes": {"type": "array", "items": _episode},
         # normalised score per (task, seed): mean over the scored episodes
         "scores": {"type": "array", "items": {"type": "array", "items": _number}},

@@ -40,10 +40,10 @@ from typing import Optional
 from bitr_envs.files import write_json_atomic
 from bitr_eval.agents import is_privileged
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
-from bitr_eval.sandbox import Limits, isolation_level
+from bitr_eval.sandbox import LOG_LIMIT, Limits, isolation_level
 from bitr_eval.scoring import aggregates, unit_record
 from bitr_eval.suites import Suite, Unit
-from bitr_eval.worker import STARTUP_LIMIT_S, worker_main
+from bitr_eval.worker import STARTUP_LIMIT_S, check_play_order, play_order, worker_main
 
 SUPERVISOR_SLACK_S = 60.0  # the worker enforces the agent's limits; this only catches a stuck worker
 MAX_REPORT = 64 * 1024 * 1024
@@ -66,19 +66,27 @@ def unit_limits(suite: Suite, unit: Unit) -> Limits:
 
 
 def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, progress: Progress = None,
-             isolation: Optional[str] = None, limits: Optional[Limits] = None) -> dict:
+             isolation: Optional[str] = None, limits: Optional[Limits] = None,
+             order: Optional[list[list[int]]] = None) -> dict:
     """Play one unit in a fresh worker process (the agent in its sandbox beside it) and return
-    its result record, with the agent's captured output under "agent_log"."""
+    its result record, with the agent's captured output under "agent_log". `order`: the
+    [task, seed] blocks to play, as a re-play follows a filed unit's; by default a secret one
+    (`worker.play_order`)."""
+    from bitr_envs.registry import entry
+
     started = time.monotonic()
     isolation = isolation or isolation_level()
     limits = limits or Limits(memory_bytes=Suite.agent_memory_bytes, cpu_seconds=24 * 3600.0)
+    n_tasks = len(entry(unit.env_id).env_class.split_tasks(unit.split))
+    order = play_order(n_tasks, seeds) if order is None else check_play_order(order, n_tasks, seeds)
     context = multiprocessing.get_context("spawn")  # no state inherited from the evaluator
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=worker_main, daemon=True,
-                              args=(sender, unit, tuple(seeds), submission, isolation, limits, episode_time_limit_s))
+                              args=(sender, unit, tuple(seeds), submission, isolation, limits, episode_time_limit_s,
+                                    order))
     process.start()
     sender.close()
-    episodes, failure, log = [], None, ""
+    episodes, failure, logs = [], None, []
     limit = STARTUP_LIMIT_S + SUPERVISOR_SLACK_S
     try:
         while True:
@@ -95,11 +103,14 @@ def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, p
                 episodes.append(payload)
                 if progress is not None:
                     progress(1)
+            elif kind == "starting":  # a task's fresh agent process: it may take the startup limit
+                limit = STARTUP_LIMIT_S + SUPERVISOR_SLACK_S
             elif kind == "ready":
                 limit = episode_time_limit_s + SUPERVISOR_SLACK_S
                 isolation = payload
             elif kind == "log":
-                log = payload
+                if payload:
+                    logs.append(payload)
             elif kind == "failed":
                 failure = payload
                 break
@@ -111,11 +122,21 @@ def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, p
             process.kill()
         process.join(5)
         receiver.close()
+    episodes.sort(key=lambda e: (e["task"], e["seed"], e["episode"]))  # the file does not tell the play order
     record = unit_record(unit, seeds, episodes, failure)
     record["isolation"] = isolation
+    record["play_order"] = order
     record["wall_seconds"] = round(time.monotonic() - started, 3)
-    record["agent_log"] = log
+    record["agent_log"] = _capped("".join(logs))
     return record
+
+
+def _capped(log: str) -> str:
+    """A unit's agent output (one log per task's process) within the sandbox's LOG_LIMIT."""
+    data = log.encode()
+    if len(data) <= LOG_LIMIT:
+        return log
+    return data[:LOG_LIMIT].decode(errors="ignore") + f"\n[{len(data) - LOG_LIMIT} more bytes of output not kept]\n"
 
 
 def _versions() -> dict[str, str]:

@@ -188,6 +188,13 @@ def verify_unit(unit: Unit, seeds, record: dict, n_tasks: int, horizon: int) -> 
                               f"{n_tasks} tasks of the {unit.split} split")
     if any(e == r for e, r in zip(references["expert"], references["random"])):
         raise ResultError(f"{where}: references: an expert return equals the random one")
+    if "play_order" in record:
+        from bitr_eval.worker import check_play_order
+
+        try:
+            check_play_order(record["play_order"], n_tasks, seeds)
+        except ValueError as err:
+            raise ResultError(f"{where}: play_order: {err}") from None
     expected = expected_episodes(unit, seeds, n_tasks)
     seen = set()
     for i, episode in enumerate(record["episodes"]):

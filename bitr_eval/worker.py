@@ -7,13 +7,15 @@ plain arrays over a non-pickle wire (`bitr_eval.wire`): the observations, its co
 transitions (no task, no behaviour labels), online transitions, and the task's features only
 when the evaluator marked the submission privileged. Every reply is checked (type, dtype,
 shape, finite, bounds, time); whatever the agent does wrong ends the unit with a reason, and
-errors of the evaluator itself are reported as such. The worker is a child subreaper: at the
-end of the unit it kills every process the agent left behind.
+errors of the evaluator itself are reported as such. Each task is played against a fresh agent
+process, the tasks and each task's seeds in a secret order (`play_order`). The worker is a child
+subreaper: at the end of each task it kills every process the agent left behind.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import traceback
 import zlib
@@ -132,68 +134,110 @@ def visible_paths(submission: dict) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limits, episode_time_limit_s: float) -> None:
-    """Play every task x seed of `unit` against the agent's process; `report(kind, payload)`
-    receives each episode counted here."""
+def play_order(n_tasks: int, seeds) -> list[list[int]]:
+    """[task, seed] blocks in the order a unit plays them: the tasks in an order drawn from the
+    operating system's secret randomness, each task's seeds likewise, a task's seeds together.
+    Neither the agent nor the submitter can know it in advance, so counting resets says nothing
+    about the task; the unit records it, and a re-play follows it."""
+    draw = secrets.SystemRandom()
+    tasks = draw.sample(range(n_tasks), n_tasks)
+    return [[task, seed] for task in tasks for seed in draw.sample(list(seeds), len(seeds))]
+
+
+def check_play_order(order, n_tasks: int, seeds) -> list[list[int]]:
+    """`order` if it plays every (task, seed) once with each task's seeds together, else ValueError."""
+    pairs = [tuple(block) for block in order]
+    tasks = list(dict.fromkeys(task for task, _ in pairs))
+    if (sorted(pairs) != sorted((t, s) for t in range(n_tasks) for s in seeds)
+            or [task for task, _ in pairs] != [t for t in tasks for _ in seeds]):
+        raise ValueError("a play order must hold every (task, seed) of the unit once, each task's seeds together")
+    return [list(block) for block in pairs]
+
+
+def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limits, episode_time_limit_s: float,
+              order: list[list[int]]) -> None:
+    """Play every (task, seed) of `unit` in `order`, each task against a fresh agent process (no
+    state, count or clock carries from one task to the next); `report(kind, payload)` receives
+    each episode counted here."""
     from bitr_envs.datasets import load
-    from bitr_eval.sandbox import AgentProcess
 
     env = gym.make(unit.env_id, split=unit.split)
-    env_class = type(env.unwrapped)
-    privileged = bool(submission.get("privileged"))  # decided by the evaluator, from the factory
+    online = unit.protocol == "online"
+    n_episodes = unit.explore_episodes + unit.episodes if online else unit.episodes
+    try:
+        for task in dict.fromkeys(block[0] for block in order):
+            # one task's episodes in memory at a time, whatever the dataset's size
+            context_data = load(unit.context_dataset, tasks=[task]) if unit.context_dataset else None
+            report("loaded", task)  # the supervisor's clock restarts after the read
+            task_seeds = [seed for t, seed in order if t == task]
+            _play_task(unit, env, task, task_seeds, context_data, n_episodes, submission, report, isolation, limits,
+                       episode_time_limit_s)
+    finally:
+        env.close()
+
+
+def _start_agent(env, unit: Unit, submission: dict, isolation: str, limits, episode_time_limit_s: float):
+    """A fresh agent process, initialised: (process, RemoteAgent)."""
+    from bitr_eval.sandbox import AgentProcess
+
     try:
         process = AgentProcess(isolation, limits, visible_paths(submission), sweep=True)
     except OSError:  # bubblewrap vanished or cannot be executed on this node: the fallback
         if isolation != "bwrap":
             raise
         process = AgentProcess("process", limits, visible_paths(submission), sweep=True)
+    agent = RemoteAgent(process, env.action_space, episode_time_limit_s)
     try:
-        agent = RemoteAgent(process, env.action_space, episode_time_limit_s)
         agent.request("init", _spaces(env), expected="ready", spec=absolute_spec(submission["agent"]),
                       env_id=unit.env_id, checkpoint=_absolute(submission.get("checkpoint")),
                       agent_args=submission.get("agent_args") or {})
-        online = unit.protocol == "online"
-        n_episodes = unit.explore_episodes + unit.episodes if online else unit.episodes
+    except BaseException:
+        process.stop()
+        raise
+    return process, agent
+
+
+def _play_task(unit: Unit, env, task: int, seeds, context_data, n_episodes: int, submission: dict, report,
+               isolation: str, limits, episode_time_limit_s: float) -> None:
+    """Every seed of one task against one fresh agent process, which is stopped at the end."""
+    online = unit.protocol == "online"
+    env_class = type(env.unwrapped)
+    privileged = bool(submission.get("privileged"))  # decided by the evaluator, from the factory
+    report("starting", task)  # loading an agent may take the startup limit
+    process, agent = _start_agent(env, unit, submission, isolation, limits, episode_time_limit_s)
+    try:
         report("ready", process.isolation)
         agent.next_episode()
-
-        context_data = None
-        for task in range(len(env.unwrapped.tasks)):
-            if unit.context_dataset:  # one task's episodes in memory at a time, whatever the dataset's size
-                context_data = None
-                context_data = load(unit.context_dataset, tasks=[task])
-                report("loaded", task)  # the supervisor's clock, like the agent's, restarts after the read
+        for seed in seeds:
+            agent.request("reset")
+            if privileged:
+                agent.request("task", {"features": np.asarray(env_class.task_features(env.unwrapped.tasks[task]))})
+            if context_data is not None:
+                rng = np.random.default_rng([seed, task, zlib.crc32(unit.unit_id.encode())])
+                agent.request("context", unit_context(unit, context_data, task, rng))
+            for episode in range(n_episodes):
+                phase = "explore" if online and episode < unit.explore_episodes else "score"
+                k = episode - unit.explore_episodes if online and phase == "score" else episode
+                obs, info = env.reset(seed=start_seed(unit, seed, task, phase, k), options={"task": task})
+                total, length, success, done = 0.0, 0, None, False  # success: where the env has it
+                action = agent.act(obs)
+                while True:
+                    next_obs, reward, terminated, truncated, info = env.step(action)
+                    total += reward
+                    length += 1
+                    if "success" in info:
+                        success = bool(success) or bool(info["success"])
+                    done = terminated or truncated
+                    if online:  # the transition, and (unless the episode ended) the next action
+                        next_action = agent.observe(obs, action, reward, next_obs, terminated, truncated, not done)
+                    elif not done:
+                        next_action = agent.act(next_obs)
+                    if done:
+                        break
+                    obs, action = next_obs, next_action
+                report("episode", {"task": task, "seed": seed, "episode": episode, "phase": phase,
+                                   "return": float(total), "length": length, "success": success})
                 agent.next_episode()
-            for seed in seeds:
-                agent.request("reset")
-                if privileged:
-                    agent.request("task", {"features": np.asarray(env_class.task_features(env.unwrapped.tasks[task]))})
-                if context_data is not None:
-                    rng = np.random.default_rng([seed, task, zlib.crc32(unit.unit_id.encode())])
-                    agent.request("context", unit_context(unit, context_data, task, rng))
-                for episode in range(n_episodes):
-                    phase = "explore" if online and episode < unit.explore_episodes else "score"
-                    k = episode - unit.explore_episodes if online and phase == "score" else episode
-                    obs, info = env.reset(seed=start_seed(unit, seed, task, phase, k), options={"task": task})
-                    total, length, success, done = 0.0, 0, None, False  # success: where the env has it
-                    action = agent.act(obs)
-                    while True:
-                        next_obs, reward, terminated, truncated, info = env.step(action)
-                        total += reward
-                        length += 1
-                        if "success" in info:
-                            success = bool(success) or bool(info["success"])
-                        done = terminated or truncated
-                        if online:  # the transition, and (unless the episode ended) the next action
-                            next_action = agent.observe(obs, action, reward, next_obs, terminated, truncated, not done)
-                        elif not done:
-                            next_action = agent.act(next_obs)
-                        if done:
-                            break
-                        obs, action = next_obs, next_action
-                    report("episode", {"task": task, "seed": seed, "episode": episode, "phase": phase,
-                                       "return": float(total), "length": length, "success": success})
-                    agent.next_episode()
         try:
             process.channel.send("close")
             process.process.wait(2)
@@ -201,7 +245,6 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
             pass
     finally:
         report("log", process.stop())
-        env.close()
 
 
 def _absolute(path):
@@ -217,7 +260,7 @@ def absolute_spec(spec: str) -> str:
 
 
 def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str, limits,
-                episode_time_limit_s: float) -> None:
+                episode_time_limit_s: float, order: list[list[int]]) -> None:
     """Entry point of a unit's worker process: play the unit, reporting to the supervisor over
     `connection` as JSON (the supervisor never unpickles what a unit's process sends)."""
     from bitr_eval.sandbox import become_subreaper
@@ -227,7 +270,7 @@ def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str,
 
     become_subreaper()
     try:
-        play_unit(unit, seeds, submission, report, isolation, limits, episode_time_limit_s)
+        play_unit(unit, seeds, submission, report, isolation, limits, episode_time_limit_s, order)
         report("done", None)
     except AgentFault as fault:
         report("failed", str(fault))

@@ -43,3 +43,19 @@ class FaultyAgent(RandomAgent):
 
 def make(fault: str = "none", **kwargs):
     return FaultyAgent(fault, **kwargs)
+
+
+class ResetCounter(RandomAgent):
+    """Counts its resets and says so on stdout, as an agent that infers the task from the count
+    of resets would: each task's fresh process must count only that task's seeds."""
+
+    resets = 0
+
+    def reset(self):
+        super().reset()
+        ResetCounter.resets += 1
+        print(f"pid {os.getpid()} reset {ResetCounter.resets}", flush=True)  # pids repeat in a PID namespace
+
+
+def counter(**kwargs):
+    return ResetCounter(**kwargs)

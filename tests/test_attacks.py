@@ -156,7 +156,8 @@ def test_the_agent_cannot_write_the_leaderboard_or_the_result_file(tmp_path, mon
 def test_the_agent_cannot_read_the_datasets(tmp_path, monkeypatch, minari_root):
     monkeypatch.setenv("BITR_SANDBOX", "bwrap")
     result, reports = attack("read_datasets", tmp_path / "r.json", roots=[str(minari_root)])
-    assert reports[only_unit(result)["unit_id"]] == [{"read": []}]
+    reports = reports[only_unit(result)["unit_id"]]
+    assert reports and all(report == {"read": []} for report in reports)  # one report per task's process
 
 
 def test_the_process_fallback_does_not_hide_the_datasets(tmp_path, monkeypatch, minari_root):

@@ -46,7 +46,7 @@ def run(agent, out, chosen=TINY, **submission):
 
 
 def without_timing(result):
-    units = [{k: v for k, v in u.items() if k != "wall_seconds"} for u in result["units"]]
+    units = [{k: v for k, v in u.items() if k not in ("wall_seconds", "play_order")} for u in result["units"]]
     return units, result["aggregates"]
 
 
@@ -220,3 +220,29 @@ def test_cli_prints_the_aggregate_table(tmp_path, capsys):
     assert bitr_main(["evaluate", "--agent", "oracle", "--suite", "tiny", "--out", str(tmp_path / "o.json")]) == 0
     out = capsys.readouterr().out
     assert "point-robot-sparse/test/offline-ood" in out and "drop offline-iid -> offline-ood" in out
+
+
+def test_each_task_is_played_by_a_fresh_agent_in_a_secret_order(tmp_path):
+    """An agent that counts its resets learns nothing about the task: every task of a unit gets
+    a fresh process that sees only that task's seeds, and the tasks come in an order nobody can
+    know in advance (recorded on the unit, so a re-play follows it)."""
+    from bitr_envs.registry import entry
+    from bitr_eval.worker import check_play_order
+
+    two_seeds = dataclasses.replace(TINY, seeds=(0, 1), units=TINY.units[:1])
+    n_tasks = len(entry(two_seeds.units[0].env_id).env_class.split_tasks("test"))
+    orders = []
+    for k in range(2):
+        out = tmp_path / f"counter{k}.json"
+        result = run(f"{TESTS / 'faulty_agents.py'}:counter", out, two_seeds)
+        [unit] = result["units"]
+        assert unit["status"] == "ok"
+        orders.append(check_play_order(unit["play_order"], n_tasks, (0, 1)))
+        log = (tmp_path / f"{out.name}.logs" / (unit["unit_id"].replace("/", "__") + ".log")).read_text()
+        counts = [int(line.rpartition(" reset ")[2]) for line in log.splitlines() if line.startswith("pid ")]
+        assert counts == [1, 2] * n_tasks  # each process counted its own task's two seeds, no more
+    assert orders[0] != orders[1]  # 10! x 2^10 orders: the same one twice is a bug
+    with pytest.raises(ValueError, match="every \\(task, seed\\)"):
+        check_play_order(orders[0][:-1], n_tasks, (0, 1))
+    with pytest.raises(ValueError, match="each task's seeds together"):
+        check_play_order([orders[0][0], orders[0][2], orders[0][1], *orders[0][3:]], n_tasks, (0, 1))
