@@ -134,7 +134,8 @@ def read_metadata(dataset_id: str) -> dict:
         with open(path) as f:
             metadata = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"Dataset {dataset_id}: its metadata {path} is unreadable ({err}). {_fixes(dataset_id)}") from err
+        raise DatasetError(f"Dataset {dataset_id}: its metadata {path} is unreadable ({err}). "
+                           f"{_fixes(dataset_id)}") from err
     version = metadata.get("bitr_format_version")
     if version != FORMAT_VERSION:
         raise DatasetError(
@@ -149,10 +150,10 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
     only `tasks` (task ids in the split), reading only their episodes."""
     import minari
 
-    metadata = read_metadata(dataset_id)
     from bitr_envs.registry import entry
 
-    n_tasks = len(entry(metadata["bitr_env_id"]).env_class.split_tasks(metadata["bitr_split"]))
+    metadata = read_metadata(dataset_id)
+    n_tasks = entry(metadata["bitr_env_id"]).num_tasks(metadata["bitr_split"])
     if tasks is not None:
         wanted = sorted({int(t) for t in tasks})
         outside = [t for t in wanted if not 0 <= t < n_tasks]
@@ -177,7 +178,8 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
             obs = episode["observations"]
             task = int(episode["infos"]["task_id"][0])
             if expected is not None and expected[episode["id"]] != task:
-                raise ValueError(f"episode {episode['id']} holds task {task}, its task index says {expected[episode['id']]}")
+                raise ValueError(f"episode {episode['id']} holds task {task}, its task index says "
+                                 f"{expected[episode['id']]}")
             per_task[task].append(
                 {
                     "observations": obs[:-1],
@@ -260,7 +262,8 @@ def verify(dataset_id: str, full_read: bool = True) -> list[str]:
         problems.append(f"{metadata_file(dataset_id)} was changed after the dataset was built (its reference "
                         f"returns or recipe fields no longer match its checksum). {_fixes(dataset_id)}")
     expected = pinned(dataset_id)
-    if expected is not None and not problems and (expected["data_sha256"], expected["content_sha256"]) != (data_sha256, content):
+    matches_pins = expected is None or (expected["data_sha256"], expected["content_sha256"]) == (data_sha256, content)
+    if not matches_pins and not problems:
         problems.append(
             f"{dataset_id} is intact but is not the benchmark's dataset: its checksums (data {data_sha256[:12]}, "
             f"content {content[:12]}) differ from the pinned ones (data {expected['data_sha256'][:12]}, content "
