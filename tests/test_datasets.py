@@ -92,6 +92,33 @@ def test_reference_scores_are_stored(root):
     assert datasets.load(POINT).normalized_score(0, refs["expert"][0]) == pytest.approx(100.0)
 
 
+def test_the_metadata_says_how_to_get_the_dataset(root):
+    """`minari show` prints the description; its own "Download" line (`minari download ID`) is
+    fixed by Minari and cannot fetch a dataset built where it is used, so the description names
+    the commands that can, and where the wheel keeps the recipe card."""
+    import re
+    from pathlib import Path
+
+    import bitr_envs
+
+    description = minari.load_dataset(POINT).storage.metadata["description"]
+    assert f"`bitr datasets build {POINT}`" in description
+    assert f"`bitr datasets download {POINT} --remote file:///path/to/mirror`" in description
+    card = re.search(r"recipe card (\S+\.toml)", description)[1]
+    assert card == "bitr_envs/datasets/cards/point-robot.toml"
+    assert (Path(bitr_envs.__file__).parent.parent / card).is_file()
+
+
+@pytest.mark.parametrize("dataset_id", ["bitr/point-robot-sparse/test-iid-tiny-v0", CHEETAH])
+def test_a_build_today_has_the_pinned_checksums(scratch_root, dataset_id):
+    """The description and Minari's other fields are outside both checksums (the hdf5 file holds
+    only episodes; `content_sha256` covers the bitr_* fields and the reference scores)."""
+    from bitr_envs.datasets import storage
+
+    datasets.build(dataset_id)
+    assert storage.file_hashes(dataset_id) == storage.pinned(dataset_id)
+
+
 def test_ood_behaviours_never_occur_in_iid_data(root):
     iid, data = labels(POINT)
     ood, _ = labels(POINT_OOD)
@@ -115,7 +142,7 @@ def test_meta_world_data_keeps_the_goal_hidden(root):
 def mean_return_per_behaviour(dataset_id):
     data = datasets.load(dataset_id)
     returns = {}
-    for task, label, episode_return in data.episode_returns():
+    for _task, label, episode_return in data.episode_returns():
         returns.setdefault(data.behaviour_names[label], []).append(episode_return)
     per_behaviour = recipe(dataset_id).episodes_per_task * len(data.tasks) // len(returns)
     assert all(len(r) == per_behaviour for r in returns.values())  # equal shares, every episode
@@ -247,7 +274,8 @@ def test_corrupted_and_truncated_files_are_clear_errors(root, scratch_root):
         datasets.load(POINT)
 
 
-@pytest.mark.parametrize("failure", [MemoryError(), OSError("Can't synchronously read data (memory allocation failed for chunk)")])
+@pytest.mark.parametrize("failure", [MemoryError(),
+                                     OSError("Can't synchronously read data (memory allocation failed for chunk)")])
 def test_running_out_of_memory_while_loading_is_not_called_damage(root, monkeypatch, failure):
     """h5py words an allocation failure as an OSError; either way the user is told to load fewer
     tasks or allow more memory, not to rebuild an intact dataset."""

@@ -252,12 +252,17 @@ def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, beha
 
 
 def _description(r: Recipe) -> str:
+    """What `minari show` prints first: Minari's own "Download" line names `minari download`,
+    which cannot fetch a dataset that is built where it is used, so this says what can."""
     counts = ", ".join(f"{b} {c}" for b, c in r.episode_counts().items())
     return (
         f"{r.env_id}, split {r.split!r}, behaviour pool {r.pool!r}, profile {r.profile!r}: "
-        f"{r.episodes_per_task} episodes per task ({counts}). Built by `bitr datasets build "
-        f"{r.dataset_id}` from the recipe card datasets/{r.card.path.name}. Per-step infos: "
-        "task_id (index in the split) and behaviour (index in bitr_behaviours)."
+        f"{r.episodes_per_task} episodes per task ({counts}). A BITR-Bench dataset, not on Minari's "
+        f"servers (`minari download` cannot fetch it): build it with `bitr datasets build {r.dataset_id}` "
+        f"(from the recipe card bitr_envs/datasets/cards/{r.card.path.name}, installed with bitr-bench) "
+        f"or copy it from a mirror with `bitr datasets download {r.dataset_id} --remote file:///path/to/mirror` "
+        "(or `--remote hf://<organisation>`). Per-step infos: task_id (index in the split) and behaviour "
+        "(index in bitr_behaviours)."
     )
 
 
