@@ -119,6 +119,25 @@ def test_a_build_today_has_the_pinned_checksums(scratch_root, dataset_id):
     assert storage.file_hashes(dataset_id) == storage.pinned(dataset_id)
 
 
+def test_make_env_and_datasets_gives_the_env_its_training_data_and_context(root):
+    import bitr_envs
+
+    env, train, context = bitr_envs.make_env_and_datasets("bitr/PointRobotSparse-v0", split="train",
+                                                          profile="tiny", task="random")
+    assert env.spec.id == "bitr/PointRobotSparse-v0" and env.unwrapped.split == "train" and env.unwrapped.draws_tasks
+    assert train.dataset_id == POINT and context["iid"] is train  # the train split's iid context: read once
+    assert context["ood"].dataset_id == POINT_OOD and set(context) == {"iid", "ood"}
+    built = "bitr/point-robot-sparse/test-iid-tiny-v0 bitr/point-robot-sparse/test-ood-tiny-v0"
+    with pytest.raises(DatasetError, match=rf"2 of the datasets .* Build them with `bitr datasets build {built}`"):
+        bitr_envs.make_env_and_datasets("bitr/PointRobotSparse-v0", profile="tiny")  # the test split's context
+    with pytest.raises(ValueError, match="Unknown profile 'huge': .* tiny, lite, full"):
+        bitr_envs.make_env_and_datasets("bitr/PointRobotSparse-v0", profile="huge")
+    with pytest.raises(ValueError, match="no 'ood' split"):
+        bitr_envs.make_env_and_datasets("bitr/CheetahDir-v0", split="ood")
+    with pytest.raises(ValueError, match="Known ids"):
+        bitr_envs.make_env_and_datasets("bitr/CheetahSpeed-v0")
+
+
 def test_ood_behaviours_never_occur_in_iid_data(root):
     iid, data = labels(POINT)
     ood, _ = labels(POINT_OOD)
@@ -287,6 +306,34 @@ def test_running_out_of_memory_while_loading_is_not_called_damage(root, monkeypa
 
     monkeypatch.setattr(HDF5Storage, "get_episodes", get_episodes)
     with pytest.raises(MemoryError, match=rf"Out of memory while loading {POINT} .* tasks=\[\.\.\.\]"):
+        datasets.load(POINT)
+
+
+def test_an_allocation_failure_worded_as_a_format_error_is_named_memory(root, monkeypatch):
+    """Under a memory limit, Minari reports h5py's failed allocation of an info's array as "Infos
+    are in an unsupported format". The episode that failed then reads on its own, so the loader
+    says memory (load fewer tasks), not damage; a failure that stays on its own is damage."""
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    real, worded = HDF5Storage.get_episodes, "Infos are in an unsupported format; see Minari documentation"
+
+    def runs_out_after_three(self, indices):
+        indices = list(indices)
+        for n, episode in enumerate(real(self, indices)):
+            if len(indices) > 1 and n == 3:  # a whole load runs out; one episode alone fits
+                raise ValueError(worded)
+            yield episode
+
+    monkeypatch.setattr(HDF5Storage, "get_episodes", runs_out_after_three)
+    with pytest.raises(MemoryError, match=rf"Out of memory while loading {POINT} .* tasks=\[\.\.\.\]"):
+        datasets.load(POINT)
+
+    def always_fails(self, indices):
+        raise ValueError(worded)
+        yield
+
+    monkeypatch.setattr(HDF5Storage, "get_episodes", always_fails)
+    with pytest.raises(DatasetError, match=rf"episode 0 fails on its own too\): a damaged file.*verify {POINT}"):
         datasets.load(POINT)
 
 
