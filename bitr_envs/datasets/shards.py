@@ -366,6 +366,9 @@ def _build(r: Recipe, num_envs: int, progress: BuildProgress, jobs: int, executo
         progress.planned(part, total)
     progress.planned(WRITING, sum(len(s.jobs) for s in shards if s.run == DATA))
 
+    def collected(shard: Shard, steps: int) -> None:
+        progress.advanced(_part(shard), steps)
+
     def done(shard: Shard, steps: int) -> None:
         """A shard's steps are known: lower its part's total by the steps its episodes did not run."""
         short = len(shard.jobs) * r.horizon - steps
@@ -379,7 +382,7 @@ def _build(r: Recipe, num_envs: int, progress: BuildProgress, jobs: int, executo
         if steps is None:
             todo.append(shard)
             continue
-        progress.advanced(_part(shard), steps)
+        collected(shard, steps)
         done(shard, steps)
         if on_shard is not None:
             on_shard(shard, True)
@@ -388,13 +391,12 @@ def _build(r: Recipe, num_envs: int, progress: BuildProgress, jobs: int, executo
     try:
         if todo:
             with (ShardExecutor(jobs, executor) if runner is None else _borrowed(runner)) as running:
-                collected = lambda shard, steps: progress.advanced(_part(shard), steps)  # noqa: E731
                 for shard, data in running.run(r, todo, num_envs, collected):
                     atomic_write(folder / shard.file_name, lambda f, data=data: f.write(data))
                     with np.load(io.BytesIO(data)) as f:
                         steps = int(f["lengths"].sum())
                     if not running.in_process:  # in process: told step by step
-                        progress.advanced(_part(shard), steps)
+                        collected(shard, steps)
                     done(shard, steps)
                     if on_shard is not None:
                         on_shard(shard, False)
