@@ -175,7 +175,7 @@ def task_episode_ranges(tasks: Iterable[int], n_tasks: int) -> list[list[list[in
 def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, behaviours: dict[str, Behaviour],
                   on_stage: Stage = None) -> Path:
     """Write the episodes as the Minari dataset `r.dataset_id`, atomically; returns its folder.
-    `on_stage` is told when the episodes are in and the file is checksummed.
+    `on_stage` is told when the episodes are in and their checksumming starts.
 
     `episodes` may be a generator (`shards.episodes_of`): they are handed to Minari one at a time,
     in one pass over one open hdf5 file, so memory holds what the generator holds. One pass
