@@ -49,8 +49,7 @@ def family_table(markdown: bool = False) -> str:
     header = ["id", "task parameter", f"splits: {'/'.join(('train', 'test', 'ood'))} tasks", "horizon", "reward"]
     rows = []
     for e in ENVS.values():
-        cls = e.env_class
-        counts = "/".join(str(len(cls.split_tasks(s))) for s in cls.splits())
+        counts = "/".join(str(e.num_tasks(s)) for s in e.env_class.splits())
         rows.append([f"`{e.id}`" if markdown else e.id, e.task_parameter, counts, e.horizon, e.reward])
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -133,7 +132,8 @@ def _datasets_list(args) -> int:
         row = [r.dataset_id, r.episodes_per_task]
         if exists(r.dataset_id):
             m = read_metadata(r.dataset_id)
-            row += [m["total_steps"], f"{m['dataset_size']:.1f}", f"{m['ref_min_score']:.1f}", f"{m['ref_max_score']:.1f}"]
+            row += [m["total_steps"], f"{m['dataset_size']:.1f}", f"{m['ref_min_score']:.1f}",
+                    f"{m['ref_max_score']:.1f}"]
         else:
             row += ["not built", "", "", ""]
         rows.append(row)
@@ -143,10 +143,7 @@ def _datasets_list(args) -> int:
 
 
 def _datasets_build(args) -> int:
-    from tqdm import tqdm
-
     from bitr_envs.datasets import build
-    from bitr_envs.datasets.collect import planned_steps
     from bitr_envs.datasets.shards import ShardExecutor
     from bitr_envs.datasets.storage import exists
 
@@ -160,13 +157,55 @@ def _datasets_build(args) -> int:
         return 0
     with ShardExecutor(args.jobs, args.executor) as runner:  # one pool (or Ray session) for all
         for dataset_id in todo:
-            with tqdm(total=planned_steps(dataset_id), desc=dataset_id, unit="step", unit_scale=True) as bar:
-                path = build(dataset_id, num_envs=args.num_envs, progress=bar.update, runner=runner,
-                             on_wait=lambda message: bar.write(f"{dataset_id}: {message}", file=sys.stderr),
-                             force=args.force)  # another job may have built it since the list was made
-                bar.total = bar.n  # episodes that ended early leave the bound unreached
+            with _build_bars(dataset_id) as bars:
+                # not forced, a dataset another job built since the list was made is kept
+                path = build(dataset_id, num_envs=args.num_envs, progress=bars, runner=runner, on_wait=bars.say,
+                             force=args.force)
             print(f"{dataset_id}: built at {path}")
     return 0
+
+
+def _build_bars(dataset_id: str):
+    """A `BuildProgress` that draws a tqdm bar for each part of the build (the reference runs,
+    the dataset's steps, the episodes written), from its first progress on, and prints its stages."""
+    from tqdm import tqdm
+
+    from bitr_envs.datasets.shards import DATA, REFERENCE_RUNS, WRITING, BuildProgress
+
+    labels = {REFERENCE_RUNS: ("reference runs", "step"), DATA: ("collecting", "step"), WRITING: ("writing", "episode")}
+
+    class BuildBars(BuildProgress):
+        def __init__(self):
+            self.totals: dict[str, int] = {}
+            self.bars: dict[str, tqdm] = {}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            for bar in self.bars.values():
+                bar.close()
+
+        def planned(self, part: str, total: int) -> None:
+            self.totals[part] = total
+            if part in self.bars:
+                self.bars[part].total = total
+                self.bars[part].refresh()
+
+        def advanced(self, part: str, amount: int) -> None:
+            if part not in self.bars:  # drawn from its first progress: its rate and time are its own
+                label, unit = labels[part]
+                self.bars[part] = tqdm(total=self.totals[part], desc=f"{dataset_id} {label}", unit=unit,
+                                       unit_scale=unit == "step", position=len(self.bars), file=sys.stderr)
+            self.bars[part].update(amount)
+
+        def stage(self, message: str) -> None:
+            self.say(message)
+
+        def say(self, message: str) -> None:
+            tqdm.write(f"{dataset_id}: {message}", file=sys.stderr)
+
+    return BuildBars()
 
 
 def _datasets_info(args) -> int:

@@ -108,7 +108,8 @@ class MetaTaskMixin:
         self.tasks = self.split_tasks(split)
         self.draws_tasks = task == "random"
         self.task_id = 0
-        self._set_task(0 if task is None or self.draws_tasks else self._task_index(task, f"gym.make(..., task={task!r})"))
+        first = 0 if task is None or self.draws_tasks else self._task_index(task, f"gym.make(..., task={task!r})")
+        self._set_task(first)
         action_space = self.action_space
         self._action_shape = action_space.shape
         self._action_dtype = np.float32 if action_space.dtype == np.float32 else np.float64

@@ -1,20 +1,7 @@
-"""MuJoCo locomotion families on Gymnasium's v5 robots.
-
-Reward-varying families (the task changes the reward, not the robot):
-- Cheetah-Vel: run at target speed v ~ U[0, 3] (ood: U[3, 4]).
-  Dense: -|v_x - v| - 0.05‖a‖². Sparse: 2 - |v_x - v| - 0.05‖a‖² within 0.5 of v, else -0.05‖a‖².
-- Cheetah-Dir: run forward or backward, d in {-1, +1}: d·v_x - 0.05‖a‖².
-- Ant-Dir: run in direction t ~ U[0, 2 pi]: the xy velocity projected on (cos t, sin t), plus
-  Ant-v5's healthy bonus and control cost, with Ant-v5's termination. No contact cost, and
-  contact forces are left out of the observation (27 dims, as in the peers' Ant-Dir).
-
-Dynamics-varying families (the task changes the robot, not the reward):
-- Hopper-Param, Walker-Param: each element of body_mass, body_inertia and geom_friction is
-  scaled by 1.5^u and each element of dof_damping by 1.3^u, u ~ U[-3, 3] (ood: |u| ~ U[3, 4]).
-  Dense: the v5 reward and termination. Sparse: with d = |v_x - 1.5|, 0.8 - d if d <= 0.5 else 0,
-  minus 1e-3‖a‖² (the v5 control cost), with the v5 termination.
-
-v_x is the v5 envs' own velocity: the torso's x displacement over one step divided by dt.
+"""MuJoCo locomotion families on Gymnasium's v5 robots. Cheetah-Vel, Cheetah-Dir and Ant-Dir
+vary the reward (the task changes what is paid, not the robot); Hopper-Param and Walker-Param
+vary the dynamics (the task changes the robot, not the reward). Each class documents its family
+in Gymnasium's sections (`help(gym.make(id).unwrapped)`).
 """
 
 from __future__ import annotations
@@ -47,6 +34,55 @@ def cheetah_vel_reward(x_velocity: float, target_velocity: float, ctrl_cost: flo
 
 
 class CheetahVelEnv(MetaTaskMixin, HalfCheetahEnv):
+    """
+    ## Description
+    Gymnasium's HalfCheetah-v5 whose task is a target forward speed: the cheetah must run at
+    speed v, which it is not shown. The reward-varying family of meta-RL papers since MAML,
+    online and offline. v_x is HalfCheetah-v5's own: the torso's x displacement over one step
+    divided by `dt` (0.05 s).
+
+    ## Tasks
+    The task parameter: target speed v ~ U[0, 3]; ood U[3, 4].
+    Splits: 30 train, 10 test, 10 ood tasks, drawn once with the fixed seed `task_seed`
+    (`gym.make(id, split=...)`). In `info` on every reset and step: `task_id` (the index in the
+    split) and `target_velocity` (v). The observation never contains the task.
+
+    ## Action Space
+    `Box(-1.0, 1.0, (6,), float32)`: HalfCheetah-v5's torques on the back and front thigh, shin
+    and foot hinges.
+
+    ## Observation Space
+    `Box(-inf, inf, (17,), float64)`: HalfCheetah-v5's, the joint positions without the x of the
+    torso (8) and the joint velocities (9).
+
+    ## Rewards
+    With the control cost 0.05‖a‖² (`info["reward_ctrl"]` is its negative):
+    - `bitr/CheetahVel-v0` (dense): −|v_x − v| − 0.05‖a‖²
+    - `bitr/CheetahVelSparse-v0`: 2 − |v_x − v| − 0.05‖a‖² within 0.5 of v, else −0.05‖a‖²
+
+    ## Starting State
+    HalfCheetah-v5's: the rest pose plus U(−0.1, 0.1) noise on each joint position and
+    0.1·N(0, 1) on each velocity, drawn from the env's RNG (`reset(seed=...)`).
+
+    ## Episode End
+    The episode never terminates; it is truncated after 200 steps (the registered
+    `max_episode_steps`).
+
+    ## Arguments
+    - `split` (str, default `"train"`): `"train"`, `"test"` or `"ood"`: the tasks of the env.
+    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/CheetahVelSparse-v0`).
+    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
+      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
+    - `**kwargs`: to HalfCheetah-v5 (e.g. `render_mode`), but for `ctrl_cost_weight`, which the
+      family fixes at 0.05.
+
+    `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
+    draws one; a plain `reset()` keeps the task.
+
+    ## Version History
+    * v0: the first version (BITR-Bench protocol v0).
+    """
+
     task_seed = 2
 
     def __init__(self, split: str = "train", sparse: bool = False, task: TaskChoice = None, **kwargs):
@@ -73,6 +109,53 @@ class CheetahVelEnv(MetaTaskMixin, HalfCheetahEnv):
 
 # ----- Cheetah-Dir ----------------------------------------------------------------------------
 class CheetahDirEnv(MetaTaskMixin, HalfCheetahEnv):
+    """
+    ## Description
+    Gymnasium's HalfCheetah-v5 whose task is a direction: run forward or run backward, which
+    the cheetah is not told. v_x is HalfCheetah-v5's own: the torso's x displacement over one
+    step divided by `dt` (0.05 s).
+
+    ## Tasks
+    The task parameter: direction d ∈ {−1, +1} (both tasks in both splits).
+    Splits: 2 train, 2 test tasks: task 0 is d = −1 (backward), task 1 is d = +1 (forward), in
+    both splits, so this is the one family whose splits are not disjoint; it has no ood split.
+    In `info` on every reset and step: `task_id` and `direction` (d). The observation never
+    contains the task.
+
+    ## Action Space
+    `Box(-1.0, 1.0, (6,), float32)`: HalfCheetah-v5's torques on the back and front thigh, shin
+    and foot hinges.
+
+    ## Observation Space
+    `Box(-inf, inf, (17,), float64)`: HalfCheetah-v5's, the joint positions without the x of the
+    torso (8) and the joint velocities (9).
+
+    ## Rewards
+    - `bitr/CheetahDir-v0`: d·v_x − 0.05‖a‖² (`info["reward_forward"]` is d·v_x,
+      `info["reward_ctrl"]` the negative control cost)
+
+    ## Starting State
+    HalfCheetah-v5's: the rest pose plus U(−0.1, 0.1) noise on each joint position and
+    0.1·N(0, 1) on each velocity, drawn from the env's RNG (`reset(seed=...)`).
+
+    ## Episode End
+    The episode never terminates; it is truncated after 200 steps (the registered
+    `max_episode_steps`).
+
+    ## Arguments
+    - `split` (str, default `"train"`): `"train"` or `"test"` (the same two tasks).
+    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
+      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
+    - `**kwargs`: to HalfCheetah-v5 (e.g. `render_mode`), but for `ctrl_cost_weight`, which the
+      family fixes at 0.05.
+
+    `reset(options={"task": i})` switches to task i, `options={"task": "random"}` draws one; a
+    plain `reset()` keeps the task.
+
+    ## Version History
+    * v0: the first version (BITR-Bench protocol v0).
+    """
+
     task_seed = 3
 
     def __init__(self, split: str = "train", task: TaskChoice = None, **kwargs):
@@ -97,6 +180,54 @@ class CheetahDirEnv(MetaTaskMixin, HalfCheetahEnv):
 
 # ----- Ant-Dir --------------------------------------------------------------------------------
 class AntDirEnv(MetaTaskMixin, AntEnv):
+    """
+    ## Description
+    Gymnasium's Ant-v5 whose task is a direction on the plane: run in direction t, which the ant
+    is not told. Contact forces are left out of the observation and there is no contact cost, as
+    in the Ant-Dir of the offline meta-RL papers (27 observation dims, not Ant-v5's 105).
+
+    ## Tasks
+    The task parameter: direction t ~ U[0, 2π].
+    Splits: 30 train, 10 test tasks, drawn once with the fixed seed `task_seed`; no ood split
+    (the directions cover the circle). In `info` on every reset and step: `task_id` and
+    `direction_angle` (t). The observation never contains the task.
+
+    ## Action Space
+    `Box(-1.0, 1.0, (8,), float32)`: Ant-v5's torques on the hip and ankle hinges of the four
+    legs.
+
+    ## Observation Space
+    `Box(-inf, inf, (27,), float64)`: Ant-v5's without contact forces, the joint positions
+    without the x and y of the torso (13) and the joint velocities (14).
+
+    ## Rewards
+    - `bitr/AntDir-v0`: (v_x, v_y)·(cos t, sin t) + Ant-v5 healthy bonus − control cost, that
+      is the torso's xy velocity projected on the direction (`info["reward_forward"]`), + 1 while
+      healthy, − 0.5‖a‖²
+
+    ## Starting State
+    Ant-v5's: the rest pose plus U(−0.1, 0.1) noise on each joint position and 0.1·N(0, 1) on
+    each velocity, drawn from the env's RNG (`reset(seed=...)`).
+
+    ## Episode End
+    The episode terminates when the ant is unhealthy (Ant-v5's test: the torso's height outside
+    [0.2, 1.0], or a state that is not finite); it is truncated after 200 steps (the registered
+    `max_episode_steps`).
+
+    ## Arguments
+    - `split` (str, default `"train"`): `"train"` or `"test"`: the tasks of the env.
+    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
+      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
+    - `**kwargs`: to Ant-v5 (e.g. `render_mode`), but for `contact_cost_weight` and
+      `include_cfrc_ext_in_observation`, which the family fixes.
+
+    `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
+    draws one; a plain `reset()` keeps the task.
+
+    ## Version History
+    * v0: the first version (BITR-Bench protocol v0).
+    """
+
     task_seed = 4
 
     def __init__(self, split: str = "train", task: TaskChoice = None, **kwargs):
@@ -196,6 +327,59 @@ class RandomParamMixin(MetaTaskMixin):
 
 
 class HopperParamEnv(RandomParamMixin, HopperEnv):
+    """
+    ## Description
+    Gymnasium's Hopper-v5 whose task is the robot itself: its masses, inertias, frictions and
+    joint dampings are rescaled, so the same actions move each task's hopper differently (the
+    dynamics-varying family of the rand_param_envs papers). v_x is Hopper-v5's own: the torso's
+    x displacement over one step divided by `dt` (0.008 s).
+
+    ## Tasks
+    The task parameter: mass, inertia, friction × 1.5^u, damping × 1.3^u, u ~ U[−3, 3] per element; ood |u| ~ U[3, 4].
+    That is, every element of the model's `body_mass`, `body_inertia` and `geom_friction` is
+    multiplied by 1.5^u and every element of `dof_damping` by 1.3^u, with u drawn for each
+    element; ood tasks draw |u| ~ U[3, 4] with a random sign. MuJoCo's derived constants are
+    recomputed (`mj_setConst`), and switching back to a task restores its model exactly.
+    Splits: 30 train, 10 test, 10 ood tasks, drawn once with the fixed seed `task_seed`. In
+    `info` on every reset and step: `task_id` and the multipliers `body_mass_scale`,
+    `body_inertia_scale`, `dof_damping_scale` and `geom_friction_scale` (arrays;
+    `task_features` gives their logarithms). The observation never contains the task.
+
+    ## Action Space
+    `Box(-1.0, 1.0, (3,), float32)`: Hopper-v5's torques on the thigh, leg and foot hinges.
+
+    ## Observation Space
+    `Box(-inf, inf, (11,), float64)`: Hopper-v5's, the joint positions without the x of the torso
+    (5) and the joint velocities (6).
+
+    ## Rewards
+    - `bitr/HopperParam-v0` (dense): Hopper-v5's, v_x + 1 while healthy − 1e-3‖a‖²
+    - `bitr/HopperParamSparse-v0`: d = |v_x − 1.5|: 0.8 − d if d ≤ 0.5 else 0, − 1e-3‖a‖²
+      (paid only near 1.5 m/s; no healthy bonus)
+
+    ## Starting State
+    Hopper-v5's: the rest pose plus U(−0.005, 0.005) noise on each joint position and velocity,
+    drawn from the env's RNG (`reset(seed=...)`).
+
+    ## Episode End
+    The episode terminates when the hopper is unhealthy (Hopper-v5's test, under both rewards:
+    its height below 0.7, its torso angle outside [−0.2, 0.2], or a state element outside
+    [−100, 100]); it is truncated after 200 steps (the registered `max_episode_steps`).
+
+    ## Arguments
+    - `split` (str, default `"train"`): `"train"`, `"test"` or `"ood"`: the tasks of the env.
+    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/HopperParamSparse-v0`).
+    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
+      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
+    - `**kwargs`: to Hopper-v5 (e.g. `render_mode`).
+
+    `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
+    draws one; a plain `reset()` keeps the task.
+
+    ## Version History
+    * v0: the first version (BITR-Bench protocol v0).
+    """
+
     task_seed = 5
     xml_file = "hopper.xml"
 
@@ -206,6 +390,60 @@ class HopperParamEnv(RandomParamMixin, HopperEnv):
 
 
 class WalkerParamEnv(RandomParamMixin, Walker2dEnv):
+    """
+    ## Description
+    Gymnasium's Walker2d-v5 whose task is the robot itself: its masses, inertias, frictions and
+    joint dampings are rescaled, so the same actions move each task's walker differently (the
+    dynamics-varying family of the rand_param_envs papers). v_x is Walker2d-v5's own: the
+    torso's x displacement over one step divided by `dt` (0.008 s).
+
+    ## Tasks
+    The task parameter: mass, inertia, friction × 1.5^u, damping × 1.3^u, u ~ U[−3, 3] per element; ood |u| ~ U[3, 4].
+    That is, every element of the model's `body_mass`, `body_inertia` and `geom_friction` is
+    multiplied by 1.5^u and every element of `dof_damping` by 1.3^u, with u drawn for each
+    element; ood tasks draw |u| ~ U[3, 4] with a random sign. MuJoCo's derived constants are
+    recomputed (`mj_setConst`), and switching back to a task restores its model exactly.
+    Splits: 30 train, 10 test, 10 ood tasks, drawn once with the fixed seed `task_seed`. In
+    `info` on every reset and step: `task_id` and the multipliers `body_mass_scale`,
+    `body_inertia_scale`, `dof_damping_scale` and `geom_friction_scale` (arrays;
+    `task_features` gives their logarithms). The observation never contains the task.
+
+    ## Action Space
+    `Box(-1.0, 1.0, (6,), float32)`: Walker2d-v5's torques on the thigh, leg and foot hinges of
+    the right and the left leg.
+
+    ## Observation Space
+    `Box(-inf, inf, (17,), float64)`: Walker2d-v5's, the joint positions without the x of the
+    torso (8) and the joint velocities (9).
+
+    ## Rewards
+    - `bitr/WalkerParam-v0` (dense): Walker2d-v5's, v_x + 1 while healthy − 1e-3‖a‖²
+    - `bitr/WalkerParamSparse-v0`: d = |v_x − 1.5|: 0.8 − d if d ≤ 0.5 else 0, − 1e-3‖a‖²
+      (paid only near 1.5 m/s; no healthy bonus)
+
+    ## Starting State
+    Walker2d-v5's: the rest pose plus U(−0.005, 0.005) noise on each joint position and
+    velocity, drawn from the env's RNG (`reset(seed=...)`).
+
+    ## Episode End
+    The episode terminates when the walker is unhealthy (Walker2d-v5's test, under both
+    rewards: its height outside [0.8, 2.0] or its torso angle outside [−1, 1]); it is truncated
+    after 200 steps (the registered `max_episode_steps`).
+
+    ## Arguments
+    - `split` (str, default `"train"`): `"train"`, `"test"` or `"ood"`: the tasks of the env.
+    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/WalkerParamSparse-v0`).
+    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
+      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
+    - `**kwargs`: to Walker2d-v5 (e.g. `render_mode`).
+
+    `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
+    draws one; a plain `reset()` keeps the task.
+
+    ## Version History
+    * v0: the first version (BITR-Bench protocol v0).
+    """
+
     task_seed = 6
     xml_file = "walker2d_v5.xml"
 

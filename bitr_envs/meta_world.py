@@ -1,12 +1,5 @@
-"""Meta-World ML1 families (Reach, Push) with the task contract of `bitr_envs.core`.
-
-Tasks are Meta-World's own ML1 goals (`metaworld.ML1(name, seed=task_seed)`): train = ML1 train
-goals 0-29, test = ML1 train goals 30-39, ood = ML1 test goals 0-9. Meta-World draws its train
-and test goals from the same box, so `ood` here means "goals from Meta-World's held-out set",
-not "outside the training range". A task fixes the object's start and the goal, so episodes
-are deterministic given the actions. The goal is hidden: the last 3 of the 39 observation dims
-are zero. Dense reward: Meta-World's v3 reward (0-10 per step); sparse: `info["success"]` (0/1).
-Episodes last 500 steps and never terminate.
+"""Meta-World ML1 families (Reach, Push) with the task contract of `bitr_envs.core`; each class
+documents its family in Gymnasium's sections (`help(gym.make(id).unwrapped)`).
 """
 
 from __future__ import annotations
@@ -53,6 +46,8 @@ class MetaWorldML1Env(gym.Env):
 
 
 class MetaWorldTaskEnv(MetaTaskMixin, EzPickle, MetaWorldML1Env):
+    """A Meta-World v3 env whose tasks are its ML1 goals (`ReachEnv`, `PushEnv`)."""
+
     def __init__(self, split: str = "train", sparse: bool = False, task: TaskChoice = None):
         EzPickle.__init__(self, split=split, sparse=sparse, task=task)
         MetaWorldML1Env.__init__(self, sparse=sparse)
@@ -77,11 +72,68 @@ class MetaWorldTaskEnv(MetaTaskMixin, EzPickle, MetaWorldML1Env):
         self._mw.set_task(metaworld.Task(env_name=self.env_name, data=pickle.dumps(data)))
 
 
+# The two families' documentation, in Gymnasium's sections: they differ in their first lines only.
+_DOC = """
+    ## Description
+    {description}
+    The goal is hidden (the last 3 of the 39 observation dims are zero), so it must be found
+    from the reward. Meta-World's own `{env_name}`, behind the plain Gymnasium API.
+
+    ## Tasks
+    The task parameter: goal: Meta-World ML1 train goals; ood: ML1 test goals.
+    That is Meta-World's own ML1 tasks, `metaworld.ML1("{env_name}", seed={task_seed})`: train is
+    ML1's train goals 0-29, test its train goals 30-39, ood its test goals 0-9. Meta-World draws
+    both sets from the same box, so ood here means "goals from Meta-World's held-out set", not
+    "outside the training range". A task also fixes the object's start, which is observed.
+    Splits: 30 train, 10 test, 10 ood tasks. In `info` on every reset and step: `task_id`,
+    `object_init` (the object's start, 3 coordinates) and `goal` (3). The observation never
+    contains the goal.
+
+    ## Action Space
+    `Box(-1.0, 1.0, (4,), float32)`: Meta-World's, the end effector's displacement (x, y, z) and
+    the gripper's effort.
+
+    ## Observation Space
+    `Box(..., (39,), float64)`: Meta-World's, the hand's position (3), the gripper's opening (1),
+    the object's position and quaternion (7) and 7 zeros (no second object), the same 18 of the
+    step before, then the goal's 3 dims, zeroed.
+
+    ## Rewards
+    - `bitr/{name}-v0` (dense): Meta-World v3 reward (0-10 per step)
+    - `bitr/{name}Sparse-v0`: success (0/1) each step, Meta-World's `info["success"]`
+
+    ## Starting State
+    The hand at Meta-World's start and the object at the task's `object_init`: a task's episodes
+    differ only by their actions (`reset(seed=...)` seeds the env's own draws, such as
+    `task="random"`).
+
+    ## Episode End
+    The episode never terminates (reaching the goal included); it is truncated after 500 steps
+    (the registered `max_episode_steps`; Meta-World's own limit).
+
+    ## Arguments
+    - `split` (str, default `"train"`): `"train"`, `"test"` or `"ood"`: the tasks of the env.
+    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/{name}Sparse-v0`).
+    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
+      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
+
+    `reset(options={{"task": i}})` switches to task i of the split, `options={{"task": "random"}}`
+    draws one; a plain `reset()` keeps the task. No rendering.
+
+    ## Version History
+    * v0: the first version (BITR-Bench protocol v0).
+    """
+
+
 class ReachEnv(MetaWorldTaskEnv):
     env_name = "reach-v3"
     task_seed = 7
+    __doc__ = _DOC.format(name="Reach", env_name=env_name, task_seed=task_seed, description=(
+        "A Sawyer arm must move its hand to a goal position in the air, which it is not shown."))
 
 
 class PushEnv(MetaWorldTaskEnv):
     env_name = "push-v3"
     task_seed = 8
+    __doc__ = _DOC.format(name="Push", env_name=env_name, task_seed=task_seed, description=(
+        "A Sawyer arm must push a puck on the table to a goal position, which it is not shown."))

@@ -1,8 +1,5 @@
-"""Point-Robot: a point on the plane must reach a goal on the unit half-circle.
-
-The agent starts at (0, 0) and moves by its action, clipped to [-0.1, 0.1]^2, for 20 steps.
-Dense reward: -‖p - g‖. Sparse reward: 1 if ‖p - g‖ <= 0.2 else 0. Goals are (cos t, sin t) with
-t ~ U[0, pi] for train/test and t ~ U[pi, 2 pi] for ood.
+"""Point-Robot: a point on the plane must reach a goal on the unit half-circle
+(`PointRobotEnv` documents the family in Gymnasium's sections).
 
 `PointRobotVectorEnv` steps many of these at once in numpy (the `vector_entry_point` of the
 registered ids), with the same dynamics, rewards and task contract as the single env.
@@ -61,7 +58,52 @@ class PointRobotDynamics(gym.Env):
 
 
 class PointRobotEnv(MetaTaskMixin, EzPickle, PointRobotDynamics):
-    """One Point-Robot; see the module docstring for the task definition."""
+    """
+    ## Description
+    A point on the plane starts at the origin and moves by its action each step; it must reach a
+    goal it is not shown, somewhere on the unit circle. With the sparse reward it is paid only
+    within 0.2 of the goal, so it has to search for it: the 2D navigation probe of meta-RL
+    (PEARL's sparse point robot), and of most offline meta-RL papers.
+
+    ## Tasks
+    The task parameter: goal (cos t, sin t), t ~ U[0, π]; ood t ~ U[π, 2π].
+    Splits: 30 train, 10 test, 10 ood tasks, drawn once with the fixed seed `task_seed`
+    (`gym.make(id, split=...)`; the ood goals lie on the lower half-circle). In `info` on every
+    reset and step: `task_id` (the index in the split), `goal` (the 2 coordinates) and
+    `goal_angle` (t). The observation never contains the task.
+
+    ## Action Space
+    `Box(-0.1, 0.1, (2,), float64)`: the displacement (dx, dy); a larger action is clipped to
+    [−0.1, 0.1]².
+
+    ## Observation Space
+    `Box(-inf, inf, (2,), float64)`: the point's position (x, y).
+
+    ## Rewards
+    With p the position after the step and g the goal:
+    - `bitr/PointRobot-v0` (dense): −‖p − g‖
+    - `bitr/PointRobotSparse-v0`: 1 if ‖p − g‖ ≤ 0.2 else 0
+
+    ## Starting State
+    The origin (0, 0), on every reset: no noise.
+
+    ## Episode End
+    The episode never terminates; it is truncated after 20 steps (the registered
+    `max_episode_steps`).
+
+    ## Arguments
+    - `split` (str, default `"train"`): `"train"`, `"test"` or `"ood"`: the tasks of the env.
+    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/PointRobotSparse-v0`).
+    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
+      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
+
+    `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
+    draws one; a plain `reset()` keeps the task. `gym.make_vec(id, num_envs=N)` gives
+    `PointRobotVectorEnv`: N points stepped together in numpy.
+
+    ## Version History
+    * v0: the first version (BITR-Bench protocol v0).
+    """
 
     task_seed = 1
 

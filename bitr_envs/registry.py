@@ -25,6 +25,10 @@ class EnvEntry:
     def env_class(self):
         return load_env_creator(self.entry_point)
 
+    def num_tasks(self, split: str) -> int:
+        """The number of tasks of `split` (a ValueError names the splits that exist)."""
+        return len(self.env_class.split_tasks(split))
+
 
 def _entries() -> list[EnvEntry]:
     point = "bitr_envs.point_robot:PointRobotEnv"

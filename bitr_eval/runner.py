@@ -55,7 +55,7 @@ def unit_episodes(unit: Unit, n_seeds: int) -> int:
     """How many episodes `unit` plays (every task x seed)."""
     from bitr_envs.registry import entry
 
-    n_tasks = len(entry(unit.env_id).env_class.split_tasks(unit.split))
+    n_tasks = entry(unit.env_id).num_tasks(unit.split)
     return n_tasks * n_seeds * (unit.episodes + (unit.explore_episodes if unit.protocol == "online" else 0))
 
 

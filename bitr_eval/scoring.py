@@ -231,7 +231,7 @@ def verify(result: dict, suite) -> None:
     for record in result["units"]:
         unit = units[record["unit_id"]]
         env = entry(unit.env_id)
-        verify_unit(unit, suite.seeds, record, len(env.env_class.split_tasks(unit.split)), env.horizon)
+        verify_unit(unit, suite.seeds, record, env.num_tasks(unit.split), env.horizon)
     found = _mismatch(result["aggregates"], aggregates(result["units"]), "aggregates")
     if found:
         raise ResultError(found.replace("the episodes give", "the unit records give"))

@@ -16,8 +16,9 @@ from conftest import build_minari_root
 import bitr_envs
 from bitr_envs import datasets
 from bitr_envs.datasets.behaviours import Behaviour, MLPPolicy
-from bitr_envs.datasets.collect import Job, collect, dataset_jobs, pursued_task
+from bitr_envs.datasets.collect import Job, collect
 from bitr_envs.datasets.recipes import RecipeCard, recipe, recipes_dir
+from bitr_envs.datasets.shards import dataset_jobs, pursued_task
 from bitr_eval.suites import CONTEXT_KEYS, suite, unit_context
 
 OTHER = "bitr/point-robot-sparse/test-other-tiny-v0"

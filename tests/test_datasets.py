@@ -17,6 +17,7 @@ from bitr_eval.cli import main as bitr_main
 
 POINT = "bitr/point-robot-sparse/train-iid-tiny-v0"
 POINT_OOD = "bitr/point-robot-sparse/train-ood-tiny-v0"
+POINT_OTHER = "bitr/point-robot-sparse/train-other-tiny-v0"
 REACH = "bitr/reach-sparse/test-iid-tiny-v0"
 CHEETAH = "bitr/cheetah-vel/test-iid-tiny-v0"
 HOPPER = "bitr/hopper-param/test-iid-tiny-v0"
@@ -31,7 +32,7 @@ def minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        for dataset_id in (POINT, POINT_OOD, REACH, CHEETAH, HOPPER, CHEETAH_DIR, ANT, WALKER):
+        for dataset_id in (POINT, POINT_OOD, POINT_OTHER, REACH, CHEETAH, HOPPER, CHEETAH_DIR, ANT, WALKER):
             datasets.build(dataset_id)
         yield root
 
@@ -93,6 +94,53 @@ def test_reference_scores_are_stored(root):
     assert datasets.load(POINT).normalized_score(0, refs["expert"][0]) == pytest.approx(100.0)
 
 
+def test_the_metadata_says_how_to_get_the_dataset(root):
+    """`minari show` prints the description; its own "Download" line (`minari download ID`) is
+    fixed by Minari and cannot fetch a dataset built where it is used, so the description names
+    the commands that can, and where the wheel keeps the recipe card."""
+    import re
+    from pathlib import Path
+
+    import bitr_envs
+
+    description = minari.load_dataset(POINT).storage.metadata["description"]
+    assert f"`bitr datasets build {POINT}`" in description
+    assert f"`bitr datasets download {POINT} --remote file:///path/to/mirror`" in description
+    card = re.search(r"recipe card (\S+\.toml)", description)[1]
+    assert card == "bitr_envs/datasets/cards/point-robot.toml"
+    assert (Path(bitr_envs.__file__).parent.parent / card).is_file()
+
+
+@pytest.mark.parametrize("dataset_id", ["bitr/point-robot-sparse/test-iid-tiny-v0", CHEETAH])
+def test_a_build_today_has_the_pinned_checksums(scratch_root, dataset_id):
+    """The description and Minari's other fields are outside both checksums (the hdf5 file holds
+    only episodes; `content_sha256` covers the bitr_* fields and the reference scores)."""
+    from bitr_envs.datasets import storage
+
+    datasets.build(dataset_id)
+    assert storage.file_hashes(dataset_id) == storage.pinned(dataset_id)
+
+
+def test_make_env_and_datasets_gives_the_env_its_training_data_and_context(root):
+    import bitr_envs
+
+    env, train, context = bitr_envs.make_env_and_datasets("bitr/PointRobotSparse-v0", split="train",
+                                                          profile="tiny", task="random")
+    assert env.spec.id == "bitr/PointRobotSparse-v0" and env.unwrapped.split == "train" and env.unwrapped.draws_tasks
+    assert train.dataset_id == POINT and context["iid"] is train  # the train split's iid context: read once
+    assert context["ood"].dataset_id == POINT_OOD and context["other"].dataset_id == POINT_OTHER
+    assert set(context) == {"iid", "ood", "other"}
+    built = " ".join(f"bitr/point-robot-sparse/test-{pool}-tiny-v0" for pool in ("iid", "ood", "other"))
+    with pytest.raises(DatasetError, match=rf"3 of the datasets .* Build them with `bitr datasets build {built}`"):
+        bitr_envs.make_env_and_datasets("bitr/PointRobotSparse-v0", profile="tiny")  # the test split's context
+    with pytest.raises(ValueError, match="Unknown profile 'huge': .* tiny, lite, full"):
+        bitr_envs.make_env_and_datasets("bitr/PointRobotSparse-v0", profile="huge")
+    with pytest.raises(ValueError, match="no 'ood' split"):
+        bitr_envs.make_env_and_datasets("bitr/CheetahDir-v0", split="ood")
+    with pytest.raises(ValueError, match="Known ids"):
+        bitr_envs.make_env_and_datasets("bitr/CheetahSpeed-v0")
+
+
 def test_ood_behaviours_never_occur_in_iid_data(root):
     iid, data = labels(POINT)
     ood, _ = labels(POINT_OOD)
@@ -116,7 +164,7 @@ def test_meta_world_data_keeps_the_goal_hidden(root):
 def mean_return_per_behaviour(dataset_id):
     data = datasets.load(dataset_id)
     returns = {}
-    for task, label, episode_return in data.episode_returns():
+    for _task, label, episode_return in data.episode_returns():
         returns.setdefault(data.behaviour_names[label], []).append(episode_return)
     per_behaviour = recipe(dataset_id).episodes_per_task * len(data.tasks) // len(returns)
     assert all(len(r) == per_behaviour for r in returns.values())  # equal shares, every episode
@@ -248,7 +296,8 @@ def test_corrupted_and_truncated_files_are_clear_errors(root, scratch_root):
         datasets.load(POINT)
 
 
-@pytest.mark.parametrize("failure", [MemoryError(), OSError("Can't synchronously read data (memory allocation failed for chunk)")])
+@pytest.mark.parametrize("failure", [MemoryError(),
+                                     OSError("Can't synchronously read data (memory allocation failed for chunk)")])
 def test_running_out_of_memory_while_loading_is_not_called_damage(root, monkeypatch, failure):
     """h5py words an allocation failure as an OSError; either way the user is told to load fewer
     tasks or allow more memory, not to rebuild an intact dataset."""
@@ -260,6 +309,34 @@ def test_running_out_of_memory_while_loading_is_not_called_damage(root, monkeypa
 
     monkeypatch.setattr(HDF5Storage, "get_episodes", get_episodes)
     with pytest.raises(MemoryError, match=rf"Out of memory while loading {POINT} .* tasks=\[\.\.\.\]"):
+        datasets.load(POINT)
+
+
+def test_an_allocation_failure_worded_as_a_format_error_is_named_memory(root, monkeypatch):
+    """Under a memory limit, Minari reports h5py's failed allocation of an info's array as "Infos
+    are in an unsupported format". The episode that failed then reads on its own, so the loader
+    says memory (load fewer tasks), not damage; a failure that stays on its own is damage."""
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    real, worded = HDF5Storage.get_episodes, "Infos are in an unsupported format; see Minari documentation"
+
+    def runs_out_after_three(self, indices):
+        indices = list(indices)
+        for n, episode in enumerate(real(self, indices)):
+            if len(indices) > 1 and n == 3:  # a whole load runs out; one episode alone fits
+                raise ValueError(worded)
+            yield episode
+
+    monkeypatch.setattr(HDF5Storage, "get_episodes", runs_out_after_three)
+    with pytest.raises(MemoryError, match=rf"Out of memory while loading {POINT} .* tasks=\[\.\.\.\]"):
+        datasets.load(POINT)
+
+    def always_fails(self, indices):
+        raise ValueError(worded)
+        yield
+
+    monkeypatch.setattr(HDF5Storage, "get_episodes", always_fails)
+    with pytest.raises(DatasetError, match=rf"episode 0 fails on its own too\): a damaged file.*verify {POINT}"):
         datasets.load(POINT)
 
 

@@ -41,7 +41,7 @@ def test_the_plan_cuts_every_run_into_contiguous_shards():
     plan = shards.plan(r)
     assert [s.index for s in plan] == list(range(len(plan)))
     data = [job for s in plan if s.run == shards.DATA for job in s.jobs]
-    assert data == datasets.collect.dataset_jobs(r)  # task-major, every episode once, in order
+    assert data == shards.dataset_jobs(r)  # task-major, every episode once, in order
     assert {s.run for s in plan} == {shards.DATA, "reference:random", "reference:expert"}
     # 400 planned steps / 200-step episodes = 2 a shard; the data's last 2 shards' worth in
     # quarters (at least one episode each), so that the workers finish together
@@ -191,7 +191,7 @@ def test_a_second_build_of_one_id_waits_for_the_first_and_gets_its_dataset(one_p
         line = said.decode()
         assert f"another build of {CHEETAH} is running (pid {os.getpid()} " in line
         assert second.poll() is None and not exists(CHEETAH)
-        shards._build(recipe(CHEETAH), 16, None, 1, "local", None, None)
+        shards._build(recipe(CHEETAH), 16, shards.BuildProgress(), 1, "local", None, None)
         built = data_file(CHEETAH).stat().st_mtime_ns
     assert second.wait(120) == 0
     assert f"{CHEETAH}: built at" in second.stdout.read().decode()
@@ -303,6 +303,44 @@ def test_a_build_worker_starts_without_the_evaluators_imports():
     import subprocess
     import sys
 
-    code = "import sys, bitr_eval.cli; print(sorted(m for m in ('scipy', 'bitr_eval.runner', 'torch') if m in sys.modules))"
+    code = ("import sys, bitr_eval.cli; "
+            "print(sorted(m for m in ('scipy', 'bitr_eval.runner', 'torch') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+class RecordedProgress(shards.BuildProgress):
+    """What a build reports: each part's latest total and its progress, and the stages."""
+
+    def __init__(self):
+        self.totals, self.done, self.stages = {}, {}, []
+
+    def planned(self, part, total):
+        assert total >= self.done.get(part, 0), f"{part}: total {total} below the {self.done[part]} done"
+        self.totals[part] = total
+
+    def advanced(self, part, amount):
+        self.done[part] = self.done.get(part, 0) + amount
+
+    def stage(self, message):
+        self.stages.append(message)
+
+
+@pytest.mark.parametrize("workers", [False, True])
+def test_the_progress_totals_end_at_what_was_collected_and_written(tmp_path, monkeypatch, workers):
+    """Hoppers fall, so the plan's bound (episodes x horizon) overstates the steps: the totals are
+    lowered as shards come in and end at the dataset's own counts; the reference runs, which are
+    not in the dataset, are counted apart; the write says when it checksums."""
+    import minari
+
+    hopper = "bitr/hopper-param/test-iid-tiny-v0"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    progress = RecordedProgress()
+    datasets.build(hopper, progress=progress, runner=InProcessWorkers(tmp_path) if workers else None)
+    metadata = minari.load_dataset(hopper).storage.metadata
+    r = recipe(hopper)
+    assert progress.totals[shards.DATA] == progress.done[shards.DATA] == metadata["total_steps"]
+    assert metadata["total_steps"] < len(shards.dataset_jobs(r)) * r.horizon  # some episodes did end early
+    assert progress.totals[shards.WRITING] == progress.done[shards.WRITING] == metadata["total_episodes"]
+    assert progress.totals[shards.REFERENCE_RUNS] == progress.done[shards.REFERENCE_RUNS] > 0
+    assert len(progress.stages) == 1 and progress.stages[0].startswith("checksumming the Minari file")

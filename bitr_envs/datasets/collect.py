@@ -1,12 +1,13 @@
-"""Collecting episodes and writing them as a Minari dataset.
+"""Collecting episodes and writing them as a Minari dataset (which episodes a dataset holds,
+and the build that runs them, are `shards.py`'s).
 
 Collection runs `num_envs` copies of the env in one process and takes one policy forward pass
 per behaviour per step for all the copies that run it. Every episode has its own seeds (env
-reset and action noise) derived from the recipe, so the same recipe gives the same arrays
-whatever the batch size.
+reset and action noise), given in its `Job`, so the same jobs give the same arrays whatever the
+batch size.
 
-A build writes the dataset into a scratch folder under the Minari root and moves it into place
-only when it is complete, so an interrupted build never leaves a dataset that loads.
+The dataset is written into a scratch folder under the Minari root and moved into place only
+when it is complete, so an interrupted build never leaves a dataset that loads.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import importlib.metadata
 import shutil
 import tempfile
 import warnings
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ import numpy as np
 
 from bitr_envs.datasets.behaviours import Behaviour, EpisodeNoise
 from bitr_envs.datasets.ids import OTHER_TASK_POOL
-from bitr_envs.datasets.recipes import Recipe, recipe
+from bitr_envs.datasets.recipes import Recipe
 from bitr_envs.datasets.storage import (
     DATA_FILE,
     FORMAT_VERSION,
@@ -38,6 +38,7 @@ from bitr_envs.datasets.storage import (
 )
 
 Progress = Optional[Callable[[int], None]]  # called with the number of steps just collected
+Stage = Optional[Callable[[str], None]]  # told what the writing is doing, for a progress display
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,6 @@ class Episode:
     @property
     def total_return(self) -> float:
         return float(self.rewards.sum())
-
-
-def episode_seeds(root_seed: int, name: str, count: int) -> list[int]:
-    """`count` independent 32-bit seeds for the episodes of `name` (a dataset or a reference run)."""
-    sequence = np.random.SeedSequence([root_seed, zlib.crc32(name.encode())])
-    return [int(s.generate_state(1)[0]) for s in sequence.spawn(count)]
 
 
 def collect(
@@ -167,67 +162,6 @@ def collect(
     return [episodes[i] for i in range(len(jobs))]
 
 
-def dataset_jobs(r: Recipe) -> list[Job]:
-    """The episodes of a dataset: for each task, each behaviour's share, in a fixed order."""
-    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
-    counts = r.episode_counts()
-    names = [(t, b) for t in range(n_tasks) for b, c in counts.items() for _ in range(c)]
-    seeds = episode_seeds(r.card.seed, r.dataset_id, len(names))
-    return [Job(task=t, behaviour=b, seed=s,
-                pursued=pursued_task(t, n_tasks, s) if r.card.behaviours[b].pursues_another_task else t)
-            for (t, b), s in zip(names, seeds)]
-
-
-def pursued_task(task: int, n_tasks: int, seed: int) -> int:
-    """The task a behaviour that pursues another task is given in an episode of `task`: uniform
-    over the split's other tasks, from the episode's seed (its own stream, apart from the noise's)."""
-    if n_tasks < 2:
-        raise ValueError("a behaviour that pursues another task needs a split of two tasks or more")
-    other = int(np.random.default_rng([seed, PURSUIT_STREAM]).integers(n_tasks - 1))
-    return other + (other >= task)
-
-
-PURSUIT_STREAM = 1  # the pursued task's random stream of an episode seed
-
-
-def reference_jobs(r: Recipe) -> dict[str, list[Job]]:
-    """The episodes of the two reference runs (random, then the family's expert), task-major.
-
-    They give the 0 and 100 of the normalised score, measured on this dataset's split; both runs
-    depend only on the card, the env and the split, not on the pool or profile.
-    """
-    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
-    n = r.card.reference_episodes
-    runs = {}
-    for name in ("random", r.card.expert):
-        seeds = episode_seeds(r.card.seed, f"reference/{r.env_id}/{r.split}/{name}", n_tasks * n)
-        runs[name] = [Job(task=t, behaviour=name, seed=seeds[t * n + k], pursued=t)
-                      for t in range(n_tasks) for k in range(n)]
-    return runs
-
-
-def reference_means(r: Recipe, returns: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """Per-task mean returns of each reference run, from its episodes' returns in job order."""
-    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
-    result = {name: np.asarray(returns[name]).reshape(n_tasks, -1).mean(axis=1).tolist() for name in returns}
-    return {"random": result["random"], "expert": result[r.card.expert]}
-
-
-def reference_returns(r: Recipe, behaviours: dict[str, Behaviour], progress: Progress = None):
-    """Per-task mean returns of the random policy and the family's expert behaviour, in one process."""
-    returns = {}
-    for name, jobs in reference_jobs(r).items():
-        episodes = collect(r.env_id, r.split, jobs, {name: behaviours[name]}, progress=progress)
-        returns[name] = np.array([e.total_return for e in episodes])
-    return reference_means(r, returns)
-
-
-def _env_class(env_id: str):
-    from bitr_envs.registry import entry
-
-    return entry(env_id).env_class
-
-
 # ----- writing --------------------------------------------------------------------------------
 def task_episode_ranges(tasks: Iterable[int], n_tasks: int) -> list[list[list[int]]]:
     """Per task, the [start, stop) ranges of episode ids that hold its episodes (the dataset's
@@ -242,8 +176,10 @@ def task_episode_ranges(tasks: Iterable[int], n_tasks: int) -> list[list[list[in
     return ranges
 
 
-def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, behaviours: dict[str, Behaviour]) -> Path:
+def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, behaviours: dict[str, Behaviour],
+                  on_stage: Stage = None) -> Path:
     """Write the episodes as the Minari dataset `r.dataset_id`, atomically; returns its folder.
+    `on_stage` is told when the episodes are in and their checksumming starts.
 
     `episodes` may be a generator (`shards.episodes_of`): they are handed to Minari one at a time,
     in one pass over one open hdf5 file, so memory holds what the generator holds. One pass
@@ -295,9 +231,12 @@ def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, beha
                 ref_max_score=float(np.mean(references["expert"])),
                 description=_description(r),
                 data_format="hdf5",
-                requirements=[f"bitr-bench=={_version()}"],
+                requirements=[f"bitr-bench=={package_version()}"],
             )
             data_path = dataset.storage.data_path
+            if on_stage is not None:
+                size = (data_path / DATA_FILE).stat().st_size
+                on_stage(f"checksumming the Minari file ({len(tasks)} episodes, {size / 1e6:.1f} MB)")
             dataset.storage.update_metadata(
                 {
                     "bitr_format_version": FORMAT_VERSION,
@@ -310,7 +249,7 @@ def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, beha
                     "bitr_behaviours": [b for b in behaviours],
                     "bitr_pool_behaviours": sorted(r.shares),
                     "bitr_reference_returns": references,
-                    "bitr_task_episodes": task_episode_ranges(tasks, len(_env_class(r.env_id).split_tasks(r.split))),
+                    "bitr_task_episodes": task_episode_ranges(tasks, r.num_tasks),
                     "bitr_data_sha256": file_sha256(data_path / DATA_FILE),
                 }
             )
@@ -321,42 +260,24 @@ def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, beha
 
 
 def _description(r: Recipe) -> str:
+    """What `minari show` prints first: Minari's own "Download" line names `minari download`,
+    which cannot fetch a dataset that is built where it is used, so this says what can."""
     counts = ", ".join(f"{b} {c}" for b, c in r.episode_counts().items())
     return (
         f"{r.env_id}, split {r.split!r}, behaviour pool {r.pool!r}, profile {r.profile!r}: "
-        f"{r.episodes_per_task} episodes per task ({counts}). Built by `bitr datasets build "
-        f"{r.dataset_id}` from the recipe card datasets/{r.card.path.name}. Per-step infos: "
-        "task_id (index in the split) and behaviour (index in bitr_behaviours)"
+        f"{r.episodes_per_task} episodes per task ({counts}). A BITR-Bench dataset, not on Minari's "
+        f"servers (`minari download` cannot fetch it): build it with `bitr datasets build {r.dataset_id}` "
+        f"(from the recipe card bitr_envs/datasets/cards/{r.card.path.name}, installed with bitr-bench) "
+        f"or copy it from a mirror with `bitr datasets download {r.dataset_id} --remote file:///path/to/mirror` "
+        "(or `--remote hf://<organisation>`). Per-step infos: task_id (index in the split) and behaviour "
+        "(index in bitr_behaviours)"
         + ("; pursued_task (the task the behaviour was given, never task_id)." if r.pool == OTHER_TASK_POOL else ".")
     )
 
 
-def _version() -> str:
+def package_version() -> str:
+    """The installed bitr-bench's version: in a dataset's requirements and in its shards' keys."""
     try:
         return importlib.metadata.version("bitr-bench")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
         return "0+unknown"
-
-
-def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
-          runner=None, on_wait: Optional[Callable[[str], None]] = None, force: bool = True) -> Path:
-    """Collect and write one dataset from its recipe; returns the dataset's folder.
-
-    Collection runs in shards (`shards.py`): `jobs` local processes, or Ray tasks with
-    `executor="ray"`; an interrupted build resumes from the shards it finished. The dataset's
-    bytes are the same for every `jobs`, `executor` and `num_envs`. A second build of the same
-    id waits for the first (`on_wait` is told) and returns what it made; without `force`, a
-    dataset that exists by the time this build may start is kept.
-    """
-    from bitr_envs.datasets import shards
-
-    return shards.build(dataset_id, num_envs, progress, jobs, executor, runner, on_wait=on_wait, force=force)
-
-
-def planned_steps(dataset_id: str) -> int:
-    """An upper bound of the steps `build` runs (episodes may end early), for progress bars."""
-    r = recipe(dataset_id)
-    horizon = gym.spec(r.env_id).max_episode_steps
-    n_tasks = len(_env_class(r.env_id).split_tasks(r.split))
-    references = 2 * n_tasks * r.card.reference_episodes
-    return (len(dataset_jobs(r)) + references) * horizon

@@ -135,7 +135,8 @@ def read_metadata(dataset_id: str) -> dict:
         with open(path) as f:
             metadata = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"Dataset {dataset_id}: its metadata {path} is unreadable ({err}). {_fixes(dataset_id)}") from err
+        raise DatasetError(f"Dataset {dataset_id}: its metadata {path} is unreadable ({err}). "
+                           f"{_fixes(dataset_id)}") from err
     version = metadata.get("bitr_format_version")
     if version != FORMAT_VERSION:
         raise DatasetError(
@@ -150,10 +151,10 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
     only `tasks` (task ids in the split), reading only their episodes."""
     import minari
 
-    metadata = read_metadata(dataset_id)
     from bitr_envs.registry import entry
 
-    n_tasks = len(entry(metadata["bitr_env_id"]).env_class.split_tasks(metadata["bitr_split"]))
+    metadata = read_metadata(dataset_id)
+    n_tasks = entry(metadata["bitr_env_id"]).num_tasks(metadata["bitr_split"])
     if tasks is not None:
         wanted = sorted({int(t) for t in tasks})
         outside = [t for t in wanted if not 0 <= t < n_tasks]
@@ -166,37 +167,27 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
         raise DatasetError(f"Minari cannot open dataset {dataset_id}: {err}. {_fixes(dataset_id)}") from err
 
     per_task: list[list[dict]] = [[] for _ in range(n_tasks)]
+    if tasks is None:
+        indices, expected = range(dataset.total_episodes), None  # every episode, in file order
+    else:
+        index = metadata["bitr_task_episodes"]
+        indices = [i for t in wanted for start, stop in index[t] for i in range(start, stop)]
+        expected = {i: t for t in wanted for start, stop in index[t] for i in range(start, stop)}
+    n_read = n_steps = 0
     try:
-        if tasks is None:
-            indices, expected = range(dataset.total_episodes), None  # every episode, in file order
-        else:
-            index = metadata["bitr_task_episodes"]
-            indices = [i for t in wanted for start, stop in index[t] for i in range(start, stop)]
-            expected = {i: t for t in wanted for start, stop in index[t] for i in range(start, stop)}
-        n_steps = 0
         for episode in dataset.storage.get_episodes(indices):
-            obs = episode["observations"]
-            task = int(episode["infos"]["task_id"][0])
-            if expected is not None and expected[episode["id"]] != task:
-                raise ValueError(f"episode {episode['id']} holds task {task}, its task index says {expected[episode['id']]}")
-            per_task[task].append(
-                {
-                    "observations": obs[:-1],
-                    "actions": episode["actions"],
-                    "rewards": episode["rewards"],
-                    "next_observations": obs[1:],
-                    "terminals": episode["terminations"],
-                    "timeouts": episode["truncations"],
-                    "behaviours": episode["infos"]["behaviour"][1:],
-                    "pursued": episode["infos"].get("pursued_task", episode["infos"]["task_id"])[1:],
-                }
-            )
-            n_steps += len(episode["rewards"])
+            task, arrays = _episode_arrays(episode)
+            indexed = task if expected is None else expected.get(episode["id"])
+            if indexed != task or not 0 <= task < n_tasks:
+                raise DatasetError(f"Dataset {dataset_id}: episode {episode['id']} holds task {task}; its split has "
+                                   f"tasks 0-{n_tasks - 1} and its task index says {indexed}. {_fixes(dataset_id)}")
+            per_task[task].append(arrays)
+            n_read += 1
+            n_steps += len(arrays["rewards"])
     except (OSError, KeyError, IndexError, RuntimeError, ValueError, MemoryError) as err:  # h5py's read errors
-        if _out_of_memory(err):
-            raise _memory_error(dataset_id, err) from err
-        raise DatasetError(f"Dataset {dataset_id} could not be read ({err!r}): a damaged file, or (if `bitr datasets "
-                           f"verify` finds it intact) too little memory. {_fixes(dataset_id)}") from err
+        per_task.clear()  # what was read goes first: it may be what filled the memory
+        failed = indices[n_read] if n_read < len(indices) else None  # None: after the last episode
+        raise _read_error(dataset, dataset_id, failed, err) from err
     if tasks is None and n_steps != metadata["total_steps"]:
         raise DatasetError(
             f"Dataset {dataset_id} holds {n_steps} steps, its metadata says {metadata['total_steps']}. "
@@ -225,10 +216,51 @@ def load(dataset_id: str, tasks: Optional[Sequence[int]] = None) -> OfflineData:
     )
 
 
+def _episode_arrays(episode: dict) -> tuple[int, dict[str, np.ndarray]]:
+    """One episode as read by Minari: its task, and its transitions as `TaskData`'s fields."""
+    obs = episode["observations"]
+    return int(episode["infos"]["task_id"][0]), {
+        "observations": obs[:-1],
+        "actions": episode["actions"],
+        "rewards": episode["rewards"],
+        "next_observations": obs[1:],
+        "terminals": episode["terminations"],
+        "timeouts": episode["truncations"],
+        "behaviours": episode["infos"]["behaviour"][1:],
+        "pursued": episode["infos"].get("pursued_task", episode["infos"]["task_id"])[1:],
+    }
+
+
+def _read_error(dataset, dataset_id: str, episode_id: Optional[int], err: BaseException) -> Exception:
+    """What a failed read of episode `episode_id` means: too little memory, or a damaged file.
+
+    h5py and Minari word a failed allocation their own way: h5py's "memory allocation failed",
+    or Minari's "Infos are in an unsupported format" when h5py cannot allocate an info's array.
+    So unless the error says memory, the episode is read again on its own (with what was loaded
+    let go): if it reads, the file is intact there and memory is what ran out."""
+    if _out_of_memory(err):
+        return _memory_error(dataset_id, err)
+    if episode_id is not None:
+        again = _read_alone(dataset, episode_id)
+        if again is None or _out_of_memory(again):
+            return _memory_error(dataset_id, err)
+    where = "" if episode_id is None else f"; episode {episode_id} fails on its own too"
+    return DatasetError(f"Dataset {dataset_id} could not be read ({err!r}{where}): a damaged file. "
+                        f"{_fixes(dataset_id)}")
+
+
+def _read_alone(dataset, episode_id: int) -> Optional[Exception]:
+    """The error of reading one episode by itself, or None if it reads."""
+    try:
+        _episode_arrays(next(iter(dataset.storage.get_episodes([episode_id]))))
+    except Exception as err:  # h5py's and Minari's read errors, each worded its own way
+        return err
+    return None
+
+
 def _out_of_memory(err: Optional[BaseException]) -> bool:
-    """Whether `err`, or an error it was raised from, is the process running out of memory:
-    h5py and Minari re-word it ("memory allocation failed", "Infos are in an unsupported
-    format"), and it must not read as a damaged file."""
+    """Whether `err`, or an error it was raised from, is the process running out of memory in
+    words (`MemoryError`, or h5py's "memory allocation failed")."""
     while err is not None:
         if isinstance(err, MemoryError) or "memory allocation failed" in str(err):
             return True
@@ -262,7 +294,8 @@ def verify(dataset_id: str, full_read: bool = True) -> list[str]:
         problems.append(f"{metadata_file(dataset_id)} was changed after the dataset was built (its reference "
                         f"returns or recipe fields no longer match its checksum). {_fixes(dataset_id)}")
     expected = pinned(dataset_id)
-    if expected is not None and not problems and (expected["data_sha256"], expected["content_sha256"]) != (data_sha256, content):
+    matches_pins = expected is None or (expected["data_sha256"], expected["content_sha256"]) == (data_sha256, content)
+    if not matches_pins and not problems:
         problems.append(
             f"{dataset_id} is intact but is not the benchmark's dataset: its checksums (data {data_sha256[:12]}, "
             f"content {content[:12]}) differ from the pinned ones (data {expected['data_sha256'][:12]}, content "

@@ -137,6 +137,16 @@ class Recipe:
         return self.card.profiles[self.profile]
 
     @property
+    def num_tasks(self) -> int:
+        """The tasks of the recipe's split."""
+        return entry(self.env_id).num_tasks(self.split)
+
+    @property
+    def horizon(self) -> int:
+        """The env's episode length (episodes may end sooner)."""
+        return entry(self.env_id).horizon
+
+    @property
     def shares(self) -> dict[str, float]:
         return self.card.pools[self.pool]
 

@@ -1,30 +1,33 @@
-"""Building a dataset in shards: on one core, on local processes or on a Ray cluster, resumably.
+"""Building a dataset: which episodes it holds, cut into shards, run on one core, on local
+processes or on a Ray cluster, resumably, and written as one Minari file (`build`, which
+`bitr_envs.datasets.build` is).
 
-A dataset's episodes (`collect.dataset_jobs`, task-major) and its two reference runs are cut
-into shards of contiguous episodes, about `SHARD_STEPS` planned steps each. A shard is
+A dataset's episodes (`dataset_jobs`, task-major) and its two reference runs (`reference_jobs`)
+are cut into shards of contiguous episodes, about `SHARD_STEPS` planned steps each. A shard is
 independent of every other (each episode has its own seeds), so shards run in any order, on
 any number of workers, and give the same arrays. Each finished shard is written atomically to
 
     <Minari root>/.bitr-shards/<dataset id>/<recipe fingerprint>/shard-00012.npz
 
 (a hidden folder: Minari does not list it), so memory is bounded by a shard and an interrupted
-build resumes from the shards it finished. Once all are there, the dataset is written from
-them in order, one shard in memory at a time, in one pass over one hdf5 file: the bytes are
-those of the same episodes written from one list (`collect.write_dataset`), whatever the number
-of workers. The shard folder goes when the dataset is installed.
-
-Every build goes through here; `jobs=1` runs the shards one after the other in this process.
+build resumes from the shards it finished. The dataset is written from them in order, one
+shard in memory at a time, in one pass over one hdf5 file (`collect.write_dataset`): the bytes
+are those of the same episodes written from one list, whatever the number of workers. The
+shard folder goes when the dataset is installed. `jobs=1` runs the shards one after the other
+in this process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import multiprocessing
 import shutil
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -32,30 +35,70 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import gymnasium as gym
 import numpy as np
 
-from bitr_envs.datasets.collect import (
-    Episode,
-    Job,
-    Progress,
-    _version,
-    collect,
-    dataset_jobs,
-    reference_jobs,
-    reference_means,
-    write_dataset,
-)
+from bitr_envs.datasets.collect import Episode, Job, Progress, collect, package_version, write_dataset
 from bitr_envs.datasets.recipes import Recipe, recipe
 from bitr_envs.datasets.storage import build_lock, dataset_path, datasets_root, exists
 from bitr_envs.files import atomic_write
 from bitr_envs.ray_cluster import start_ray
 
-SHARD_STEPS = 20_000  # planned steps per shard (episodes x horizon): what a worker holds, a few MB; small enough to balance 2 workers
+# planned steps per shard (episodes x horizon): what a worker holds, a few MB; small enough to balance 2 workers
+SHARD_STEPS = 20_000
 SHARDS_DIR = ".bitr-shards"
 DATA = "data"
 REFERENCE = "reference:"
 EXECUTORS = ("local", "ray")
+
+
+# ----- which episodes a dataset holds ---------------------------------------------------------
+def episode_seeds(root_seed: int, name: str, count: int) -> list[int]:
+    """`count` independent 32-bit seeds for the episodes of `name` (a dataset or a reference run)."""
+    sequence = np.random.SeedSequence([root_seed, zlib.crc32(name.encode())])
+    return [int(s.generate_state(1)[0]) for s in sequence.spawn(count)]
+
+
+def dataset_jobs(r: Recipe) -> list[Job]:
+    """The episodes of a dataset: for each task, each behaviour's share, in a fixed order."""
+    counts = r.episode_counts()
+    names = [(t, b) for t in range(r.num_tasks) for b, c in counts.items() for _ in range(c)]
+    seeds = episode_seeds(r.card.seed, r.dataset_id, len(names))
+    return [Job(task=t, behaviour=b, seed=s,
+                pursued=pursued_task(t, r.num_tasks, s) if r.card.behaviours[b].pursues_another_task else t)
+            for (t, b), s in zip(names, seeds)]
+
+
+def pursued_task(task: int, n_tasks: int, seed: int) -> int:
+    """The task a behaviour that pursues another task is given in an episode of `task`: uniform
+    over the split's other tasks, from the episode's seed (its own stream, apart from the noise's)."""
+    if n_tasks < 2:
+        raise ValueError("a behaviour that pursues another task needs a split of two tasks or more")
+    other = int(np.random.default_rng([seed, PURSUIT_STREAM]).integers(n_tasks - 1))
+    return other + (other >= task)
+
+
+PURSUIT_STREAM = 1  # the pursued task's random stream of an episode seed
+
+
+def reference_jobs(r: Recipe) -> dict[str, list[Job]]:
+    """The episodes of the two reference runs (random, then the family's expert), task-major.
+
+    They give the 0 and 100 of the normalised score, measured on this dataset's split; both runs
+    depend only on the card, the env and the split, not on the pool or profile.
+    """
+    n = r.card.reference_episodes
+    runs = {}
+    for name in ("random", r.card.expert):
+        seeds = episode_seeds(r.card.seed, f"reference/{r.env_id}/{r.split}/{name}", r.num_tasks * n)
+        runs[name] = [Job(task=t, behaviour=name, seed=seeds[t * n + k], pursued=t)
+                      for t in range(r.num_tasks) for k in range(n)]
+    return runs
+
+
+def reference_means(r: Recipe, returns: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Per-task mean returns of each reference run, from its episodes' returns in job order."""
+    result = {name: np.asarray(returns[name]).reshape(r.num_tasks, -1).mean(axis=1).tolist() for name in returns}
+    return {"random": result["random"], "expert": result[r.card.expert]}
 
 
 @dataclass(frozen=True)
@@ -68,7 +111,8 @@ class Shard:
 
     def key(self, r: Recipe) -> str:
         """What the shard's arrays depend on: a finished shard is reused only with the same key."""
-        payload = [r.fingerprint(), _version(), self.run, [(j.task, j.behaviour, j.seed, j.pursued) for j in self.jobs]]
+        jobs = [(j.task, j.behaviour, j.seed, j.pursued) for j in self.jobs]
+        payload = [r.fingerprint(), package_version(), self.run, jobs]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
     @property
@@ -81,7 +125,7 @@ def plan(r: Recipe) -> list[Shard]:
     blocks of `SHARD_STEPS // horizon` episodes, the data's last two blocks' worth in quarters
     (the work left once the big shards are handed out is small, so the workers finish together
     instead of one waiting for the other's last big shard). Depends on the recipe only."""
-    per_shard = max(1, SHARD_STEPS // gym.spec(r.env_id).max_episode_steps)
+    per_shard = max(1, SHARD_STEPS // r.horizon)
     runs = {f"{REFERENCE}{name}": jobs for name, jobs in reference_jobs(r).items()}
     runs[DATA] = dataset_jobs(r)
     shards = []
@@ -229,15 +273,18 @@ class ShardExecutor:
     def in_process(self) -> bool:
         return self._pool is None and self._ray is None
 
-    def run(self, r: Recipe, shards: list[Shard], num_envs: int, progress: Progress) -> Iterator[tuple[Shard, bytes]]:
-        """(shard, file bytes) for every shard, in the order they finish."""
+    def run(self, r: Recipe, shards: list[Shard], num_envs: int,
+            progress: Optional[Callable[[Shard, int], None]]) -> Iterator[tuple[Shard, bytes]]:
+        """(shard, file bytes) for every shard, in the order they finish; in this process,
+        `progress(shard, steps)` is told of the steps as they are collected."""
         if self._ray is not None:
             yield from self._run_ray(r, shards, num_envs)
         elif self._pool is not None:
             yield from self._run_pool(r, shards, num_envs)
         else:
             for shard in shards:
-                yield shard, run_shard(r, shard, num_envs, progress)
+                told = None if progress is None else functools.partial(progress, shard)
+                yield shard, run_shard(r, shard, num_envs, told)
 
     def _run_pool(self, r, shards, num_envs):
         # At most 2 shards per worker in flight: finished results wait in this process's memory.
@@ -274,24 +321,54 @@ class ShardExecutor:
 
 
 # ----- a whole build -------------------------------------------------------------------------
-def build(dataset_id: str, num_envs: int = 16, progress: Progress = None, jobs: int = 1, executor: str = "local",
-          runner: Optional[ShardExecutor] = None, on_shard: Optional[Callable[[Shard, bool], None]] = None,
+REFERENCE_RUNS, WRITING = "reference runs", "writing"  # with DATA, the parts a build reports on
+
+
+class BuildProgress:
+    """What a build reports as it goes; this one shows nothing (`bitr datasets build` draws a bar
+    per part). Three parts, each counted against its own total: REFERENCE_RUNS, the steps of the
+    two reference runs (their returns set the normalised score; they are not in the dataset);
+    DATA, the steps of the dataset's episodes; WRITING, the episodes written to its Minari file.
+    The methods may be called from the writer's thread while Minari's root is its scratch
+    folder (`_ShardWriter`): they must not look up datasets by id."""
+
+    def planned(self, part: str, total: int) -> None:
+        """`part`'s total. For steps, the plan's bound (episodes x horizon) first, then lowered as
+        the shards whose episodes ended early are done, so that it ends at the steps collected."""
+
+    def advanced(self, part: str, amount: int) -> None:
+        """`amount` more of `part` done: collected, found on disk from an earlier build, or written."""
+
+    def stage(self, message: str) -> None:
+        """What the build does that the parts do not count (checksumming the written file)."""
+
+
+def build(dataset_id: str, num_envs: int = 16, progress: Optional[BuildProgress] = None, jobs: int = 1,
+          executor: str = "local", runner: Optional[ShardExecutor] = None,
+          on_shard: Optional[Callable[[Shard, bool], None]] = None,
           on_wait: Optional[Callable[[str], None]] = None, force: bool = True) -> Path:
-    """Collect the shards a previous run did not finish, then write the dataset from all of
-    them; returns the dataset's folder. `runner` (an open `ShardExecutor`) is shared between
-    builds; else one is opened with `jobs` and `executor`. `on_shard(shard, reused)` is told of
-    every shard as it is found on disk or written. One build of an id runs at a time: another
-    waits for it (`on_wait` is told) and then returns the dataset it made (the same bytes).
-    Without `force`, a dataset that exists once the lock is held is returned as it is.
-    `on_shard` and `progress` may run while the writer thread has Minari's root pointed at its
-    scratch folder (`_ShardWriter`): they must not look up datasets by id."""
+    """Collect and write one dataset from its recipe; returns the dataset's folder.
+
+    Collection runs in shards: `jobs` local processes, or Ray tasks with `executor="ray"`;
+    `runner` (an open `ShardExecutor`) is shared between builds, else one is opened with `jobs`
+    and `executor`. An interrupted build resumes from the shards it finished; the dataset's
+    bytes are the same for every `jobs`, `executor` and `num_envs`. `progress` is told what is
+    collected and written; `on_shard(shard, reused)` of every shard as it is found on disk or
+    collected. One build of an id runs at a time: another waits for it (`on_wait` is told) and
+    then returns the dataset it made (the same bytes). Without `force`, a dataset that exists
+    once the lock is held is returned as it is."""
     with build_lock(dataset_id, on_wait) as waited:
         if exists(dataset_id) and (waited or not force):
             return dataset_path(dataset_id)
-        return _build(recipe(dataset_id), num_envs, progress, jobs, executor, runner, on_shard)
+        return _build(recipe(dataset_id), num_envs, progress or BuildProgress(), jobs, executor, runner, on_shard)
 
 
-def _build(r: Recipe, num_envs, progress, jobs, executor, runner, on_shard) -> Path:
+def _part(shard: Shard) -> str:
+    return DATA if shard.run == DATA else REFERENCE_RUNS
+
+
+def _build(r: Recipe, num_envs: int, progress: BuildProgress, jobs: int, executor: str,
+           runner: Optional[ShardExecutor], on_shard: Optional[Callable[[Shard, bool], None]]) -> Path:
     shards = plan(r)
     folder = shard_folder(r)
     if folder.parent.exists():  # shards of another recipe of this id: useless now
@@ -300,26 +377,45 @@ def _build(r: Recipe, num_envs, progress, jobs, executor, runner, on_shard) -> P
                 shutil.rmtree(other, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
 
+    planned = {REFERENCE_RUNS: 0, DATA: 0}
+    for shard in shards:
+        planned[_part(shard)] += len(shard.jobs) * r.horizon
+    for part, total in planned.items():
+        progress.planned(part, total)
+    progress.planned(WRITING, sum(len(s.jobs) for s in shards if s.run == DATA))
+
+    def collected(shard: Shard, steps: int) -> None:
+        progress.advanced(_part(shard), steps)
+
+    def done(shard: Shard, steps: int) -> None:
+        """A shard's steps are known: lower its part's total by the steps its episodes did not run."""
+        short = len(shard.jobs) * r.horizon - steps
+        if short:
+            planned[_part(shard)] -= short
+            progress.planned(_part(shard), planned[_part(shard)])
+
     todo = []
     for shard in shards:
         steps = _finished(folder / shard.file_name, shard.key(r))
         if steps is None:
             todo.append(shard)
             continue
-        if progress is not None:
-            progress(steps)
+        collected(shard, steps)
+        done(shard, steps)
         if on_shard is not None:
             on_shard(shard, True)
 
-    writer = _ShardWriter(r, folder, shards, on_disk={s.index for s in shards} - {s.index for s in todo})
+    writer = _ShardWriter(r, folder, shards, {s.index for s in shards} - {s.index for s in todo}, progress)
     try:
         if todo:
             with (ShardExecutor(jobs, executor) if runner is None else _borrowed(runner)) as running:
-                for shard, data in running.run(r, todo, num_envs, progress):
+                for shard, data in running.run(r, todo, num_envs, collected):
                     atomic_write(folder / shard.file_name, lambda f, data=data: f.write(data))
-                    if progress is not None and not running.in_process:  # in process: told step by step
-                        with np.load(io.BytesIO(data)) as f:
-                            progress(int(f["lengths"].sum()))
+                    with np.load(io.BytesIO(data)) as f:
+                        steps = int(f["lengths"].sum())
+                    if not running.in_process:  # in process: told step by step
+                        collected(shard, steps)
+                    done(shard, steps)
                     if on_shard is not None:
                         on_shard(shard, False)
                     del data
@@ -342,8 +438,8 @@ class _ShardWriter:
     (an environment variable, so the whole process's) is the scratch folder: the builder's loop
     uses only paths it computed before."""
 
-    def __init__(self, r: Recipe, folder: Path, shards: list[Shard], on_disk: set[int]):
-        self.r, self.folder, self.shards = r, folder, shards
+    def __init__(self, r: Recipe, folder: Path, shards: list[Shard], on_disk: set[int], progress: BuildProgress):
+        self.r, self.folder, self.shards, self.progress = r, folder, shards, progress
         self._on_disk, self._aborted = set(on_disk), False
         self._changed = threading.Condition()
         self._thread: Optional[threading.Thread] = None
@@ -381,9 +477,9 @@ class _ShardWriter:
         if self._thread is not None or any(s.index not in self._on_disk for s in references):
             return
         runs = list(dict.fromkeys(s.run for s in references))
-        means = reference_means(self.r, {
-            run.removeprefix(REFERENCE): _returns_of(self.folder, [s for s in references if s.run == run]) for run in runs
-        })
+        returns = {run.removeprefix(REFERENCE): _returns_of(self.folder, [s for s in references if s.run == run])
+                   for run in runs}
+        means = reference_means(self.r, returns)
         self._thread = threading.Thread(target=self._write, args=(means,), name="bitr-dataset-writer", daemon=True)
         self._thread.start()
 
@@ -393,11 +489,16 @@ class _ShardWriter:
             if self._aborted:
                 raise _Aborted()
 
+    def _episodes(self) -> Iterator[Episode]:
+        """The data shards' episodes, each counted as written once Minari asks for the next."""
+        for episode in episodes_of(self.folder, [s for s in self.shards if s.run == DATA], before_each=self._wait_for):
+            yield episode
+            self.progress.advanced(WRITING, 1)
+
     def _write(self, means: dict) -> None:
-        data = [s for s in self.shards if s.run == DATA]
         try:
-            episodes = episodes_of(self.folder, data, before_each=self._wait_for)
-            self._outcome.append(write_dataset(self.r, episodes, means, dict.fromkeys(self.r.behaviour_names)))
+            behaviours = dict.fromkeys(self.r.behaviour_names)
+            self._outcome.append(write_dataset(self.r, self._episodes(), means, behaviours, self.progress.stage))
         except BaseException as err:  # handed to the builder's thread by finish()
             self._outcome.append(err)
 
