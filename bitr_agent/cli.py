@@ -2,6 +2,8 @@
 
     bitr-agent train --algo bitr --dataset bitr/point-robot-sparse/train-iid-lite-v0 --profile quick --out runs/bitr
                                    train one method on one dataset (resumes from --out/checkpoint.pt)
+    bitr-agent sweep --algos A,B --envs E1,E2 --seeds 0,1,2 --out runs/sweep
+                                   train and evaluate a grid of methods x families x seeds, resumably
     bitr-agent probes RUNS         the encoders' end-of-training probes of a sweep folder, as a table
 """
 
@@ -16,6 +18,7 @@ from bitr_agent.checkpoint import RunFolderError, write_training_record
 from bitr_agent.config import METHOD_CONFIGS, PROFILES, Config, TrainConfig, from_profile
 from bitr_agent.diagnostics import TrainingFailed, probes_table
 from bitr_agent.methods import ALGOS, method
+from bitr_agent.sweep import add_arguments, main_from_args, result_file
 from bitr_agent.train import train
 from bitr_agent.utils import add_dataclass_flags, field_docs, set_fields
 
@@ -50,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_dataclass_flags(own, config_class, defaults=False)
     run.set_defaults(func=_train)
 
+    sweep = commands.add_parser("sweep", help="train and evaluate methods x families x seeds, resumably")
+    add_arguments(sweep)
+    sweep.set_defaults(func=_sweep)
+
     probing = commands.add_parser("probes", help="print the encoders' end-of-training probes of a sweep folder "
                                                  "as a Markdown table")
-    probing.add_argument("runs", help="a `bitr sweep --out` folder: <runs>/<algo>/seed<k>/<family>/metrics.csv")
+    probing.add_argument("runs", help="a `bitr-agent sweep --out` folder: <runs>/<algo>/seed<k>/<family>/metrics.csv")
     probing.set_defaults(func=_probes)
     return parser
 
@@ -75,7 +82,6 @@ def _train(args) -> int:
 def evaluation_hint(out: str, env_id: str, cfg: Config, profile: str) -> str:
     """How to evaluate a finished run: on the suite that matches it."""
     from bitr_eval.suites import SUITES
-    from bitr_eval.sweep import result_file
 
     chosen = suggested_suite(env_id, cfg.dataset, profile)
     if chosen is None:
@@ -97,6 +103,14 @@ def suggested_suite(env_id: str, dataset_id: str, profile: str):
     if not fits:
         return None
     return next((s for s in fits if s.name == profile), min(fits, key=lambda s: len(s.units)))
+
+
+def _sweep(args) -> int:
+    try:
+        return main_from_args(args)
+    except ValueError as err:  # an env not in the suite, an unknown placeholder: the message says what to do
+        print(f"bitr-agent sweep: {err}", file=sys.stderr)
+        return 2
 
 
 def _probes(args) -> int:

@@ -110,7 +110,7 @@ def probes_table(runs: Path) -> str:
                 if probes is not None:
                     found.setdefault((algo, family), []).append((int(seed[1]), probes))
     if not found:
-        raise ValueError(f"no finished run under {runs}: give a `bitr sweep --out` folder, whose runs are "
+        raise ValueError(f"no finished run under {runs}: give a `bitr-agent sweep --out` folder, whose runs are "
                          f"<algo>/seed<k>/<family>/{AGENT_FILE}")
     found_algos, found_families = {a for a, _ in found}, {f for _, f in found}
     families = [f for f in families if f in found_families]
