@@ -36,13 +36,15 @@ POLICY_METRICS = ["bellman", "cql_penalty", "actor", "alpha", "q"]
 
 def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None, restart: bool = False) -> dict:
     """Train (or resume) and write out/agent.pt; `stop_after` ends early, as a kill would.
-    `restart` trains a finished run without a checkpoint (a committed one) again from scratch."""
+    `restart` trains a finished run without a checkpoint (a committed one) again from scratch.
+    With `progress`, says what it does and how long it took, from the first second on."""
     import gymnasium as gym
 
     import bitr_envs  # noqa: F401  (registers the bitr/ ids)
     from bitr_envs import datasets
     from bitr_envs.registry import entry
 
+    say = print if progress else _quiet
     cfg = resolve(cfg)
     algo = method(cfg.algo)
     torch.set_num_threads(cfg.threads)
@@ -50,6 +52,8 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None, 
     out.mkdir(parents=True, exist_ok=True)
 
     # the data, in normalised units
+    clock = time.monotonic()
+    say(f"{cfg.algo}, seed {cfg.seed}: loading {cfg.dataset} ...", flush=True)
     data = datasets.load(cfg.dataset)
     all_obs = np.concatenate([t.observations for t in data.tasks])
     obs_mean, obs_std = all_obs.mean(0), all_obs.std(0) + 1e-3
@@ -58,17 +62,22 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None, 
     env_class = entry(data.env_id).env_class
     features = _features(env_class, data.split, len(data.tasks))
     tasks = [TaskArrays(t, obs_mean, obs_std, action_scale, cfg.history, f) for t, f in zip(data.tasks, features)]
-    held_out = _held_out(cfg.dataset, obs_mean, obs_std, action_scale, cfg.history, env_class)
+    say(f"  {len(data.tasks)} tasks, {len(all_obs):,} transitions, {len(data.behaviour_names)} behaviour "
+        f"policies ({_since(clock)})", flush=True)
+    held_out = _held_out(cfg.dataset, obs_mean, obs_std, action_scale, cfg.history, env_class, say)
 
     # the networks, fresh or as the checkpoint left them
+    clock = time.monotonic()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     learner = algo(cfg, all_obs.shape[1], space.shape[0], len(data.behaviour_names), len(data.tasks),
                    task_dim=len(features[0]))
+    say(f"built {', '.join(learner.nets) or 'no encoder'}, actor and critics ({_since(clock)})", flush=True)
     iteration, elapsed = 0, 0.0
     if (out / CHECKPOINT_FILE).exists():
+        clock = time.monotonic()
         iteration, elapsed = resume(out, learner, cfg, rng)
-        print(f"resumed from {out / CHECKPOINT_FILE} at iteration {iteration}")
+        say(f"resumed from {out / CHECKPOINT_FILE} at iteration {iteration} ({_since(clock)})", flush=True)
     else:  # a run killed before its first checkpoint starts over, and so do its metrics
         (out / METRICS_FILE).unlink(missing_ok=True)
     sampler = Sampler(tasks, cfg, rng)
@@ -78,6 +87,9 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None, 
     # the two phases; a method without a representation phase spends the same budget on its policy
     phase1 = cfg.wm_iterations if algo.representation else 0
     total = cfg.wm_iterations + cfg.sac_iterations
+    say(f"training{f' from iteration {iteration}' if iteration else ''}: {phase1} representation then "
+        f"{total - phase1} policy updates, a line every {cfg.log_every}, a checkpoint every {cfg.checkpoint_every}",
+        flush=True)
     columns = metric_columns(algo)
     started = time.monotonic() - elapsed  # "seconds" counts the work kept, over every process of the run
     last: dict = {}
@@ -96,9 +108,8 @@ def train(cfg: Config, out: Path, progress=True, stop_after: int | None = None, 
             if held_out and (iteration == phase1 or iteration == total):
                 row.update(diagnostics(learner, held_out, cfg, np.random.default_rng(0)))
             _append_csv(out / METRICS_FILE, row, columns)
-            if progress:
-                print(f"[{iteration}/{total}] {phase}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()
-                                                                   if isinstance(v, float)), flush=True)
+            say(f"[{iteration}/{total}] {phase}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()
+                                                               if isinstance(v, float)), flush=True)
             check_health(last, phase, iteration, cfg, max_return, out)
         if iteration % cfg.checkpoint_every == 0 or iteration == total:
             save_checkpoint(out / CHECKPOINT_FILE, learner, cfg, iteration, rng, time.monotonic() - started)
@@ -126,7 +137,7 @@ def _features(env_class, split: str, n: int) -> list:
     return [np.asarray(env_class.task_features(p), np.float32) for p in env_class.split_tasks(split)][:n]
 
 
-def _held_out(dataset_id: str, obs_mean, obs_std, action_scale, history: int, env_class):
+def _held_out(dataset_id: str, obs_mean, obs_std, action_scale, history: int, env_class, say):
     """The same family's test-task data, for diagnostics only (never trained on)."""
     from bitr_envs import datasets
     from bitr_envs.datasets.ids import DatasetId
@@ -136,7 +147,17 @@ def _held_out(dataset_id: str, obs_mean, obs_std, action_scale, history: int, en
     if held_out_id == dataset_id or not exists(held_out_id):
         print(f"no held-out dataset {held_out_id}: diagnostics skipped", file=sys.stderr)
         return None
+    clock = time.monotonic()
+    say(f"loading {held_out_id} (held out, for the diagnostics) ...", flush=True)
     data = datasets.load(held_out_id)
     features = _features(env_class, data.split, len(data.tasks))
+    say(f"  {len(data.tasks)} tasks ({_since(clock)})", flush=True)
     return [TaskArrays(t, obs_mean, obs_std, action_scale, history, f) for t, f in zip(data.tasks, features)]
 
+
+def _since(clock: float) -> str:
+    return f"{time.monotonic() - clock:.1f} s"
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass

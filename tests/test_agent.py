@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import pickle
+import re
 import shutil
 
 import gymnasium as gym
@@ -340,11 +341,22 @@ def test_a_folder_of_per_family_runs_serves_a_multi_family_suite(trained, tmp_pa
         load("bitr/CheetahVel-v0", env.observation_space, env.action_space, checkpoint=str(tmp_path / "runs"))
 
 
-def test_a_finished_run_records_how_it_was_made(tmp_path):
+def test_a_finished_run_records_how_it_was_made(tmp_path, capsys):
     from bitr_agent.cli import main as train_main
 
     assert train_main(["train", "--dataset", TRAIN, "--profile", "quick", "--out", str(tmp_path), "--seed", "3",
                        "--wm-iterations", "20", "--sac-iterations", "20", "--log-every", "10"]) == 0
+    # before its first update it has said what it does, step by step, with the time each took
+    lines = capsys.readouterr().out.splitlines()
+    before = lines[:next(i for i, line in enumerate(lines) if line.startswith("[10/40]"))]
+    assert before[0] == f"bitr, seed 3: loading {TRAIN} ..."
+    timed = [re.fullmatch(r"(.*) \(\d+\.\d s\)", line) for line in before[1:]]
+    assert [m[1] if m else line for m, line in zip(timed, before[1:])] == [
+        "  30 tasks, 4,800 transitions, 7 behaviour policies",
+        "loading bitr/point-robot-sparse/test-iid-tiny-v0 (held out, for the diagnostics) ...", "  10 tasks",
+        "built encoder, world_model, adversary, actor and critics",
+        "training: 20 representation then 20 policy updates, a line every 10, a checkpoint every 500"]
+    assert [bool(m) for m in timed] == [True, False, True, True, False]
     record = json.loads((tmp_path / "training.json").read_text())
     assert record["algo"] == "bitr" and record["seed"] == 3 and record["profile"] == "quick"
     assert record["dataset"] == TRAIN and record["wall_seconds"] > 0
