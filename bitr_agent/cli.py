@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from bitr_agent.checkpoint import RunFolderError, write_training_record
 from bitr_agent.config import METHOD_CONFIGS, PROFILES, Config, TrainConfig, from_profile
 from bitr_agent.diagnostics import TrainingFailed, probes_table
 from bitr_agent.methods import ALGOS, method
-from bitr_agent.sweep import add_arguments, main_from_args, result_file
+from bitr_agent.sweep import add_arguments, evaluate_command, main_from_args, result_file, run_name
 from bitr_agent.train import train
 from bitr_agent.utils import add_dataclass_flags, field_docs, set_fields
 
@@ -74,13 +75,14 @@ def _train(args) -> int:
         print(f"bitr-agent train: {err}", file=sys.stderr)
         return 1
     write_training_record(out, cfg, args.profile)
-    env_id = load_weights(out / AGENT_FILE)["env_id"]
-    print(f"agent written to {out / AGENT_FILE}; {evaluation_hint(args.out, env_id, cfg, args.profile)}")
+    print(f"agent written to {out / AGENT_FILE}", flush=True)
+    print(evaluation_hint(args.out, load_weights(out / AGENT_FILE)["env_id"], cfg, args.profile))
     return 0
 
 
 def evaluation_hint(out: str, env_id: str, cfg: Config, profile: str) -> str:
-    """How to evaluate a finished run: on the suite that matches it."""
+    """How to evaluate a finished run: on the suite that matches it, with the name and result file
+    the sweep would give it."""
     from bitr_eval.suites import SUITES
 
     chosen = suggested_suite(env_id, cfg.dataset, profile)
@@ -88,9 +90,10 @@ def evaluation_hint(out: str, env_id: str, cfg: Config, profile: str) -> str:
         return f"no evaluation suite has {env_id} on this dataset's size (suites: {', '.join(SUITES)})"
     privileged = getattr(method(cfg.algo).agent_class, "privileged", False)
     factory = "bitr_agent:load_privileged" if privileged else "bitr_agent:load"
-    only = "" if {u.env_id for u in chosen.units} == {env_id} else f" --env {env_id}"
-    return (f"evaluate it with `bitr evaluate --agent {factory} --checkpoint {out} --suite {chosen.name}{only} "
-            f"--out {out}/{result_file(chosen.name)}`")
+    envs = () if {u.env_id for u in chosen.units} == {env_id} else (env_id,)
+    command = evaluate_command(out, chosen.name, f"{out}/{result_file(chosen.name)}", run_name(cfg.algo, cfg.seed),
+                               factory, envs)
+    return f"evaluate it with: {shlex.join(command)}"
 
 
 def suggested_suite(env_id: str, dataset_id: str, profile: str):

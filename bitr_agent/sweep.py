@@ -53,8 +53,18 @@ def result_file(suite_name: str) -> str:
     """One result file per suite: the same checkpoints are evaluated on several suites."""
     return f"result-{suite_name}.json"
 
-EVAL_TEMPLATE = ("bitr evaluate --agent bitr_agent:load --checkpoint {checkpoint} --suite {suite} "
-                 "--out {result} --name {name}")
+
+def run_name(algo: str, seed: int) -> str:
+    """The submission name of a method's training run (one entry on the board gathers its seeds)."""
+    return f"{algo} seed {seed}"
+
+
+def evaluate_command(checkpoint, suite_name: str, result, name: str, factory: str = "bitr_agent:load",
+                     envs=()) -> list[str]:
+    """`bitr evaluate` of a training run's agents (`checkpoint`: a run folder, or a folder of one
+    per family); `envs`: only their units. The sweep runs it; `bitr-agent train` suggests it."""
+    return ["bitr", "evaluate", "--agent", factory, "--checkpoint", str(checkpoint), "--suite", suite_name,
+            "--out", str(result), "--name", name, *[word for env in envs for word in ("--env", env)]]
 
 
 @dataclass
@@ -138,14 +148,14 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
                                 {"algo": algo, "seed": seed, "profile": profile, "dataset": dataset}))
             trains[(algo, seed)] = runs
             result = checkpoint / result_file(suite_name)
-            values = {"algo": algo, "seed": seed, "checkpoint": str(checkpoint), "suite": suite_name,
-                      "result": str(result), "name": f"{algo} seed {seed}", "profile": profile}
-            if eval_template is None:
-                command = _fill(EVAL_TEMPLATE, values)
-                if set(envs) != set(suite_envs):  # only the trained families; the rest stays to run
-                    command += [word for env in envs for word in ("--env", env)]
+            name = run_name(algo, seed)
+            if eval_template is None:  # with --env: only the trained families; the rest stays to run
+                command = evaluate_command(checkpoint, suite_name, result, name,
+                                           envs=envs if set(envs) != set(suite_envs) else ())
             else:
-                command = _fill(eval_template, values)
+                command = _fill(eval_template, {"algo": algo, "seed": seed, "checkpoint": str(checkpoint),
+                                                "suite": suite_name, "result": str(result), "name": name,
+                                                "profile": profile})
             evals[(algo, seed)] = Run("evaluate", algo, seed, command, checkpoint)
     return trains, evals
 

@@ -15,7 +15,7 @@ from conftest import build_minari_root
 
 from bitr_agent import CheckpointError, load, load_privileged  # noqa: E402
 from bitr_agent.agent import build_encoder  # noqa: E402
-from bitr_agent.cli import main, suggested_suite  # noqa: E402
+from bitr_agent.cli import evaluation_hint, main, suggested_suite  # noqa: E402
 from bitr_agent.config import Config, from_profile, resolve  # noqa: E402
 from bitr_agent.data import Sampler, TaskArrays, encode, flat  # noqa: E402
 from bitr_agent.methods import ALGOS, BITR, CORRO, CSRO, FOCAL, UNICORN, ContextBC  # noqa: E402
@@ -366,8 +366,18 @@ def test_the_command_trains_the_named_algo_and_names_a_suite(minari_root, tmp_pa
     assert main(["train", "--algo", "focal", "--dataset", TRAIN, "--out", str(out), "--wm-iterations", "2",
                  "--sac-iterations", "2", "--width", "16", "--hidden", "16", "--task-batch", "4",
                  "--context-size", "8", "--batch-per-task", "4", "--log-every", "2"]) == 0
-    assert "--suite tiny " in capsys.readouterr().out
+    hint = capsys.readouterr().out.splitlines()[-1]  # the sweep's result file and name for this run
+    assert hint == (f"evaluate it with: bitr evaluate --agent bitr_agent:load --checkpoint {out} --suite tiny "
+                    f"--out {out}/result-tiny.json --name 'focal seed 0'")
     assert torch.load(out / "agent.pt", weights_only=True)["algo"] == "focal"
+
+
+def test_the_hint_names_the_factory_and_only_the_runs_family():
+    """A privileged method's factory; a suite with more families than the run: only its own units."""
+    cfg = from_profile("lite", algo="oracle_task", dataset="bitr/cheetah-vel/train-iid-lite-v0", seed=1)
+    assert evaluation_hint("runs/o", "bitr/CheetahVel-v0", cfg, "lite") == (
+        "evaluate it with: bitr evaluate --agent bitr_agent:load_privileged --checkpoint runs/o --suite lite "
+        "--out runs/o/result-lite.json --name 'oracle_task seed 1' --env bitr/CheetahVel-v0")
 
 
 def test_every_peer_class_is_registered():
