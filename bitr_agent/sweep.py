@@ -322,10 +322,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the runs go: a local pool of processes, or Ray tasks (one CPU each)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     parser.add_argument("--train-command", default=TRAIN_TEMPLATE,
-                        help="template of the training command (placeholders: see the module's docstring)")
+                        help="template of the training command, whose words may hold {algo} {seed} {env} "
+                             "{env_slug} {dataset} {profile} {out} (default: %(default)s)")
     parser.add_argument("--eval-command", default=None,
-                        help="template of the evaluation command (default: bitr evaluate --agent bitr_agent:load "
-                             "--checkpoint {checkpoint} --suite {suite} --out {result} --name {name})")
+                        help="template of the evaluation command, whose words may hold {algo} {seed} {checkpoint} "
+                             "{suite} {result} {name} {profile} (default: bitr evaluate --agent bitr_agent:load "
+                             "--checkpoint {checkpoint} --suite {suite} --out {result} --name {name}, and --env for "
+                             "each family when --envs are not all the suite's)")
 
 
 def main_from_args(args) -> int:
