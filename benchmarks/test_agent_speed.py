@@ -4,7 +4,6 @@ Target: at least 0.8x. The baseline runs the very same update on batches sampled
 in advance, so the ratio is what sampling and bookkeeping cost on top of the networks' work.
 """
 
-import dataclasses
 import time
 
 import numpy as np
@@ -12,13 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from bitr_agent.config import from_profile  # noqa: E402
 from bitr_agent.data import Sampler, TaskArrays  # noqa: E402
 from bitr_agent.methods import BITR  # noqa: E402
-from bitr_agent.train import PROFILES  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
-CFG = dataclasses.replace(PROFILES["quick"], dataset=TRAIN)
+CFG = from_profile("quick", dataset=TRAIN)
 
 
 class Presampled(Sampler):
@@ -52,7 +51,8 @@ def samplers(tmp_path_factory):
         data = datasets.load(TRAIN)
     torch.set_num_threads(CFG.threads)
     obs = np.concatenate([t.observations for t in data.tasks])
-    tasks = [TaskArrays(t, obs.mean(0), obs.std(0) + 1e-3, np.array([0.1, 0.1], np.float32), CFG.history) for t in data.tasks]
+    scale = np.array([0.1, 0.1], np.float32)
+    tasks = [TaskArrays(t, obs.mean(0), obs.std(0) + 1e-3, scale, CFG.history) for t in data.tasks]
     real = Sampler(tasks, CFG, np.random.default_rng(0))
     return real, Presampled(real), len(data.behaviour_names), len(data.tasks)
 

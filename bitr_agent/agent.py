@@ -19,6 +19,8 @@ import torch
 
 from bitr_agent.model import Actor, TaskEncoder, TransitionEncoder
 
+AGENT_FILE = "agent.pt"  # the finished agent in a training run's folder (`bitr-agent train --out`)
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded safely; the message says why."""
@@ -53,7 +55,8 @@ def build_encoder(spec: dict):
     if spec["encoder"] == "set":
         return TaskEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"], spec.get("normalise", False))
     if spec["encoder"] == "transition":
-        return TransitionEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"], spec.get("normalise", False))
+        return TransitionEncoder(spec["obs_dim"], spec["act_dim"], spec["z_dim"], spec["width"],
+                                 spec.get("normalise", False))
     return None
 
 
@@ -119,7 +122,7 @@ def _agent_file(env_id: str, checkpoint: str | None) -> Path:
         raise CheckpointError("bitr_agent:load needs --checkpoint (the folder `bitr-agent train --out` wrote).")
     path = Path(checkpoint)
     if path.is_dir():
-        candidates = [path / "agent.pt", path / env_slug(env_id) / "agent.pt"]
+        candidates = [path / AGENT_FILE, path / env_slug(env_id) / AGENT_FILE]
         path = next((c for c in candidates if c.exists()), None)
         if path is None:
             raise CheckpointError(f"no BITR agent for {env_id} in {checkpoint}: expected "

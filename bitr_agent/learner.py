@@ -81,7 +81,8 @@ class ConservativeSAC:
 
 
 class Method:
-    """A context-based offline meta-RL method in this harness.
+    """A context-based offline meta-RL method in this harness, trained with `cfg`, the run's
+    settings (`bitr_agent.config.Config`: the shared ones and each method's own, flat).
 
     Phase 1 (`cfg.wm_iterations` updates, skipped when `representation` is False) trains the
     networks `build` made with `update_representation`; phase 2 (`cfg.sac_iterations`) trains the
@@ -91,7 +92,8 @@ class Method:
     representation = True  # has a phase 1
     loss_names: tuple[str, ...] = ()  # what update_representation reports (metrics.csv columns)
     encoder_kind = "set"  # the encoder the agent rebuilds: "set", "transition" or "none"
-    defaults: dict = {}  # config settings this method or variant fixes
+    config_class = None  # the method's own settings (a dataclass of its file), beside the shared ones
+    fixed: dict = {}  # settings this method or variant fixes, whatever the profile or the command line
     agent_class = None  # the test-time agent; None: bitr_agent.agent.ContextAgent
 
     def __init__(self, cfg, obs_dim: int, act_dim: int, n_behaviours: int, n_tasks: int, task_dim: int = 0):

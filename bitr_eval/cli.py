@@ -5,8 +5,6 @@
                                    check result files (training runs of one agent) and file them
                                    as one entry under leaderboard/results/
     bitr leaderboard render        write leaderboard/README.md, index.html and plots/<suite>.svg
-    bitr sweep --algos A,B --envs E1,E2 --seeds 0,1,2 --out runs/sweep
-                                   train and evaluate a grid of methods x families x seeds
 """
 
 from __future__ import annotations
@@ -110,12 +108,6 @@ def _leaderboard_add(args) -> int:
     return 0
 
 
-def _sweep(args) -> int:
-    from bitr_eval.sweep import main_from_args
-
-    return main_from_args(args)
-
-
 def _leaderboard_render(args) -> int:
     from bitr_eval.board_markdown import ResultsPageError
     from bitr_eval.leaderboard import render
@@ -188,12 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="largest relative return difference accepted (default 0: the same machine)")
     replaying.add_argument("--jobs", type=int, default=1, help="units played at once")
     replaying.set_defaults(func=_leaderboard_verify)
-
-    from bitr_eval.sweep import add_arguments
-
-    sweep = groups.add_parser("sweep", help="train and evaluate methods x families x seeds, resumably")
-    add_arguments(sweep)
-    sweep.set_defaults(func=_sweep)
     return parser
 
 

@@ -5,7 +5,8 @@ from the same distribution): the actor and the critics see the observation conca
 `task_features(task)`. N envs run in a SyncVectorEnv, each drawing a new random task of the
 pool at every episode start.
 
-    python datasets/train_sac.py --env bitr/CheetahVel-v0 --steps 500000 --out bitr_envs/datasets/cards/policies/cheetah-vel
+    python datasets/train_sac.py --env bitr/CheetahVel-v0 --steps 500000 \
+        --out bitr_envs/datasets/cards/policies/cheetah-vel
     python datasets/train_sac.py ... --resume        # continue from --out/checkpoint/ after a kill
 
 Writes into --out:
@@ -63,13 +64,17 @@ class Args:
     resume: bool = False
     """continue from --out/checkpoint/state.pt (starts fresh if there is none)"""
     seed: int = 1
+    """seeds torch, numpy and the envs' resets"""
     num_envs: int = 10
     """parallel envs (SyncVectorEnv, one process)"""
     buffer_size: int = 1_000_000
     """replay capacity (capped at --steps)"""
     gamma: float = 0.99
+    """discount factor"""
     tau: float = 0.005
+    """step of the target critics towards the critics, per update"""
     batch_size: int = 256
+    """transitions per update, drawn from the replay buffer"""
     learning_starts: int = 10_000
     """env steps of uniform random actions before the first update"""
     updates_per_step: float = 1.0
@@ -77,7 +82,9 @@ class Args:
     policy_frequency: int = 2
     """actor and alpha are updated once every `policy_frequency` critic updates"""
     policy_lr: float = 3e-4
+    """learning rate of the actor"""
     q_lr: float = 1e-3
+    """learning rate of the critics and of the entropy temperature"""
     hidden: int = 256
     """width of the two hidden layers of every MLP"""
     target_entropy_scale: float = 1.0
@@ -95,7 +102,9 @@ class Args:
     eval_seed: int = 10_000
     """test task i is evaluated from reset(seed=eval_seed + i): every snapshot sees the same starts"""
     checkpoint_every_s: float = 300.0
+    """wall-clock seconds between checkpoints (also written at the end and on SIGTERM/SIGINT)"""
     log_every_s: float = 60.0
+    """wall-clock seconds between progress lines"""
 
 
 # Fields that may differ between a run and its --resume (everything else must match).

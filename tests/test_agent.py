@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import pickle
+import re
 import shutil
 
 import gymnasium as gym
@@ -14,17 +15,19 @@ torch = pytest.importorskip("torch")
 from conftest import build_minari_root
 
 from bitr_agent import CheckpointError, load  # noqa: E402
+from bitr_agent.config import from_profile  # noqa: E402
 from bitr_agent.data import Sampler, TaskArrays  # noqa: E402
+from bitr_agent.diagnostics import TrainingFailed  # noqa: E402
 from bitr_agent.methods import BITR  # noqa: E402
 from bitr_agent.methods import bitr as bitr_module  # noqa: E402
 from bitr_agent.model import Actor, Critics, TaskEncoder, WorldModel, info_nce, reverse_gradient  # noqa: E402
-from bitr_agent.train import PROFILES, TrainingFailed, train  # noqa: E402
+from bitr_agent.train import train  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_eval import evaluate, suite, validate  # noqa: E402
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
-SMALL = dataclasses.replace(
-    PROFILES["quick"], dataset=TRAIN, wm_iterations=40, sac_iterations=40, task_batch=8, width=32,
+SMALL = from_profile(
+    "quick", dataset=TRAIN, wm_iterations=40, sac_iterations=40, task_batch=8, width=32,
     hidden=32, context_size=16, checkpoint_every=10, log_every=20, cql_actions=3,
 )
 
@@ -51,7 +54,8 @@ def trained(minari_root, tmp_path_factory):
 def sampler(cfg=SMALL, seed=0):
     data = datasets.load(TRAIN)
     obs = np.concatenate([t.observations for t in data.tasks])
-    tasks = [TaskArrays(t, obs.mean(0), obs.std(0) + 1e-3, np.array([0.1, 0.1], np.float32), cfg.history) for t in data.tasks]
+    scale = np.array([0.1, 0.1], np.float32)
+    tasks = [TaskArrays(t, obs.mean(0), obs.std(0) + 1e-3, scale, cfg.history) for t in data.tasks]
     return Sampler(tasks, cfg, np.random.default_rng(seed)), len(data.behaviour_names)
 
 
@@ -71,7 +75,8 @@ def test_component_shapes():
     obs = torch.randn(1, 6, 3)
     later = obs.clone()
     later[:, 3:] += 5
-    out_a, out_b = wm(obs, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0], wm(later, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0]
+    out_a = wm(obs, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0]
+    out_b = wm(later, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0]
     torch.testing.assert_close(out_a[:, :3], out_b[:, :3])
     action, log_prob, mode = Actor(8, 2, 16)(torch.randn(10, 8))
     assert action.shape == mode.shape == (10, 2) and log_prob.shape == (10,) and action.abs().max() <= 1
@@ -152,7 +157,7 @@ def test_a_resumed_run_logs_each_iteration_once_and_keeps_counting_its_time(tmp_
 def test_a_finished_run_without_its_checkpoint_is_trained_again_only_when_asked(tmp_path):
     """A committed run folder has agent.pt and metrics but no checkpoint (not committed):
     training into it again must not silently replace them."""
-    from bitr_agent.train import RunFolderError
+    from bitr_agent.checkpoint import RunFolderError
 
     out = tmp_path / "committed"
     train(SMALL, out, progress=False)
@@ -179,7 +184,8 @@ def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, t
         train(dataclasses.replace(SMALL, lr=1e-2), interrupted, progress=False)
     longer = dataclasses.replace(SMALL, sac_iterations=SMALL.sac_iterations + 10)
     train(longer, interrupted, progress=False)  # a finished run trained for longer
-    assert (interrupted / "metrics.csv").read_text().splitlines()[-1].startswith(f"{SMALL.wm_iterations + longer.sac_iterations},policy")
+    last_row = (interrupted / "metrics.csv").read_text().splitlines()[-1]
+    assert last_row.startswith(f"{SMALL.wm_iterations + longer.sac_iterations},policy")
     extended = torch.load(interrupted / "agent.pt", weights_only=True)
     assert not torch.equal(extended["actor"]["trunk.0.weight"], whole["actor"]["trunk.0.weight"])
     with pytest.raises(ValueError, match="can only grow"):
@@ -202,7 +208,8 @@ def test_a_collapsed_or_diverged_run_stops_with_a_clear_error_and_no_agent(failu
         monkeypatch.setattr(bitr_module, "encode", lambda encoder, context: 0 * encoder(
             context["obs"], context["act"], context["rew"], context["next_obs"]))
     else:
-        monkeypatch.setattr(BITR, "update_policy", diverged_policy_update(1e12 if failure == "diverged" else float("nan")))
+        q = 1e12 if failure == "diverged" else float("nan")
+        monkeypatch.setattr(BITR, "update_policy", diverged_policy_update(q))
     with pytest.raises(TrainingFailed, match=message):
         train(SMALL, tmp_path / failure, progress=False)
     assert not (tmp_path / failure / "agent.pt").exists()
@@ -230,7 +237,7 @@ def test_probes_table_reads_each_runs_last_diagnostics(trained, tmp_path, capsys
     """`bitr-agent probes` over a sweep folder: per method and family, each finished run's last
     probe row in seed order; unfinished runs and folders that are not runs are passed over; a
     folder with no run, or a run whose metrics.csv is broken, is refused with the reason."""
-    from bitr_agent.train import main
+    from bitr_agent.cli import main
 
     sweep = tmp_path / "sweep"
     for seed in (10, 2):  # seed 10 after seed 2: numeric order, not the folders' names
@@ -256,7 +263,7 @@ def test_the_results_page_holds_the_committed_runs_probes():
     """The probes table on the results page is what `bitr-agent probes` makes of the committed runs."""
     import pathlib
 
-    from bitr_agent.train import probes_table
+    from bitr_agent.diagnostics import probes_table
 
     root = pathlib.Path(__file__).parent.parent
     assert probes_table(root / "leaderboard" / "runs" / "lite") in (root / "docs" / "results.md").read_text()
@@ -334,11 +341,22 @@ def test_a_folder_of_per_family_runs_serves_a_multi_family_suite(trained, tmp_pa
         load("bitr/CheetahVel-v0", env.observation_space, env.action_space, checkpoint=str(tmp_path / "runs"))
 
 
-def test_a_finished_run_records_how_it_was_made(tmp_path):
-    from bitr_agent.train import main as train_main
+def test_a_finished_run_records_how_it_was_made(tmp_path, capsys):
+    from bitr_agent.cli import main as train_main
 
     assert train_main(["train", "--dataset", TRAIN, "--profile", "quick", "--out", str(tmp_path), "--seed", "3",
                        "--wm-iterations", "20", "--sac-iterations", "20", "--log-every", "10"]) == 0
+    # before its first update it has said what it does, step by step, with the time each took
+    lines = capsys.readouterr().out.splitlines()
+    before = lines[:next(i for i, line in enumerate(lines) if line.startswith("[10/40]"))]
+    assert before[0] == f"bitr, seed 3: loading {TRAIN} ..."
+    timed = [re.fullmatch(r"(.*) \(\d+\.\d s\)", line) for line in before[1:]]
+    assert [m[1] if m else line for m, line in zip(timed, before[1:])] == [
+        "  30 tasks, 4,800 transitions, 7 behaviour policies",
+        "loading bitr/point-robot-sparse/test-iid-tiny-v0 (held out, for the diagnostics) ...", "  10 tasks",
+        "built encoder, world_model, adversary, actor and critics",
+        "training: 20 representation then 20 policy updates, a line every 10, a checkpoint every 500"]
+    assert [bool(m) for m in timed] == [True, False, True, True, False]
     record = json.loads((tmp_path / "training.json").read_text())
     assert record["algo"] == "bitr" and record["seed"] == 3 and record["profile"] == "quick"
     assert record["dataset"] == TRAIN and record["wall_seconds"] > 0

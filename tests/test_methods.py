@@ -15,12 +15,14 @@ from conftest import build_minari_root
 
 from bitr_agent import CheckpointError, load, load_privileged  # noqa: E402
 from bitr_agent.agent import build_encoder  # noqa: E402
+from bitr_agent.cli import evaluation_hint, main, suggested_suite  # noqa: E402
+from bitr_agent.config import Config, from_profile, resolve  # noqa: E402
 from bitr_agent.data import Sampler, TaskArrays, encode, flat  # noqa: E402
 from bitr_agent.methods import ALGOS, BITR, CORRO, CSRO, FOCAL, UNICORN, ContextBC  # noqa: E402
 from bitr_agent.methods.bitr import BITRMeanPool, BITRMLPWorldModel, BITRNoWorldModel, adversary_scale  # noqa: E402
 from bitr_agent.methods.unicorn import beta_for  # noqa: E402
 from bitr_agent.model import GaussianMLP, TaskEncoder, TransitionEncoder, club_upper_bound, distance_metric_loss  # noqa: E402
-from bitr_agent.train import PROFILES, Config, main, resolve, suggested_suite, train  # noqa: E402
+from bitr_agent.train import train  # noqa: E402
 from bitr_agent.utils import add_dataclass_flags, set_fields  # noqa: E402
 from bitr_envs import datasets  # noqa: E402
 from bitr_envs.registry import entry  # noqa: E402
@@ -28,8 +30,8 @@ from bitr_eval import evaluate, suite, validate  # noqa: E402
 
 TRAIN = "bitr/point-robot-sparse/train-iid-tiny-v0"
 ENV = "bitr/PointRobotSparse-v0"
-TINY = dataclasses.replace(
-    PROFILES["quick"], dataset=TRAIN, wm_iterations=16, sac_iterations=4, wm_lr=3e-3, task_batch=6, width=16, hidden=16,
+TINY = from_profile(
+    "quick", dataset=TRAIN, wm_iterations=16, sac_iterations=4, wm_lr=3e-3, task_batch=6, width=16, hidden=16,
     context_size=12, batch_per_task=8, imagined_per_task=4, windows_per_task=2, cql_actions=2,
     checkpoint_every=100, log_every=100,
 )
@@ -261,7 +263,8 @@ def test_every_algo_trains_and_its_agent_acts_in_the_env(trained_all):
 
 
 def test_the_ceiling_passes_an_evaluator_run_as_an_anchor(trained_all, tmp_path):
-    submission = {"name": "oracle_task", "agent": "bitr_agent:load_privileged", "checkpoint": str(trained_all["oracle_task"])}
+    submission = {"name": "oracle_task", "agent": "bitr_agent:load_privileged",
+                  "checkpoint": str(trained_all["oracle_task"])}
     result = evaluate(suite("tiny"), submission, tmp_path / "result.json", jobs=1)
     validate(result)
     assert [u["status"] for u in result["units"]] == ["ok"] * 3, [u["failure"] for u in result["units"]]
@@ -363,8 +366,18 @@ def test_the_command_trains_the_named_algo_and_names_a_suite(minari_root, tmp_pa
     assert main(["train", "--algo", "focal", "--dataset", TRAIN, "--out", str(out), "--wm-iterations", "2",
                  "--sac-iterations", "2", "--width", "16", "--hidden", "16", "--task-batch", "4",
                  "--context-size", "8", "--batch-per-task", "4", "--log-every", "2"]) == 0
-    assert "--suite tiny " in capsys.readouterr().out
+    hint = capsys.readouterr().out.splitlines()[-1]  # the sweep's result file and name for this run
+    assert hint == (f"evaluate it with: bitr evaluate --agent bitr_agent:load --checkpoint {out} --suite tiny "
+                    f"--out {out}/result-tiny.json --name 'focal seed 0'")
     assert torch.load(out / "agent.pt", weights_only=True)["algo"] == "focal"
+
+
+def test_the_hint_names_the_factory_and_only_the_runs_family():
+    """A privileged method's factory; a suite with more families than the run: only its own units."""
+    cfg = from_profile("lite", algo="oracle_task", dataset="bitr/cheetah-vel/train-iid-lite-v0", seed=1)
+    assert evaluation_hint("runs/o", "bitr/CheetahVel-v0", cfg, "lite") == (
+        "evaluate it with: bitr evaluate --agent bitr_agent:load_privileged --checkpoint runs/o --suite lite "
+        "--out runs/o/result-lite.json --name 'oracle_task seed 1' --env bitr/CheetahVel-v0")
 
 
 def test_every_peer_class_is_registered():

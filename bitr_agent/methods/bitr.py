@@ -12,6 +12,7 @@ adversary, as in BITR; add `--adversary-weight 0` for InfoNCE alone),
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,33 @@ from bitr_agent.model import (
 )
 
 
+@dataclass
+class BITRConfig:
+    """BITR's own settings, shared by its variants: the world model, the encoder's terms, z's norm."""
+
+    wm_layers: int = 2
+    """Transformer blocks of the world model"""
+    wm_heads: int = 4
+    """attention heads per block of the world model"""
+    windows_per_task: int = 8
+    """world-model histories per task per phase-1 update"""
+    contrastive_weight: float = 1.0
+    """weight of the InfoNCE task term; 0 switches it off"""
+    reconstruction_weight: float = 1.0
+    """0 keeps the world model's gradient out of the encoder; any other value lets it in (it does not scale the term)"""
+    adversary_weight: float = 0.3
+    """weight of the behaviour adversary's reversed gradient into the encoder; 0 switches the adversary off"""
+    adversary_ramp: bool = False
+    """DANN's schedule: the adversary's weight ramps from 0 over phase 1"""
+    unit_z: bool = False
+    """z on the unit sphere: InfoNCE scores only z's direction, so without it nothing bounds z's norm, and the
+    adversary's reversed gradient can grow it without limit"""
+    uncertainty_weight: float = 0.0
+    """MOPO-style penalty on imagined rewards: this weight times the world model's predicted std"""
+    mlp_wm_members: int = 5
+    """members of bitr-mlp-wm's ensemble of MLP dynamics models"""
+
+
 def adversary_scale(cfg, progress: float) -> float:
     """The reversed gradient's weight; with `adversary_ramp`, DANN's schedule from 0 to the weight
     over phase 1: w * (2 / (1 + exp(-10 p)) - 1), p the fraction of phase 1 done."""
@@ -38,6 +66,7 @@ def adversary_scale(cfg, progress: float) -> float:
 
 
 class BITR(Method):
+    config_class = BITRConfig
     loss_names = ("contrastive", "reconstruction", "adversary")
 
     def build(self):
@@ -68,7 +97,8 @@ class BITR(Method):
         if cfg.adversary_weight > 0:
             loss = loss + adversary
         self.step(loss)
-        return {"contrastive": contrastive.item(), "reconstruction": reconstruction.item(), "adversary": adversary.item()}
+        return {"contrastive": contrastive.item(), "reconstruction": reconstruction.item(),
+                "adversary": adversary.item()}
 
     def reconstruction(self, sampler, tasks, z):
         n = self.cfg.windows_per_task
@@ -111,7 +141,7 @@ class BITRNoWorldModel(BITR):
     """No world model: the encoder learns from InfoNCE and the adversary only; real data only."""
 
     loss_names = ("contrastive", "adversary")
-    defaults = {"imagined_per_task": 0, "reconstruction_weight": 0.0}
+    fixed = {"imagined_per_task": 0, "reconstruction_weight": 0.0}
 
     def make_world_model(self):
         return None
@@ -169,11 +199,11 @@ class BITRMLPWorldModel(BITR):
 
 
 class BITRNoInvariance(BITR):
-    defaults = {"adversary_weight": 0.0}
+    fixed = {"adversary_weight": 0.0}
 
 
 class BITRNoCQL(BITR):
-    defaults = {"cql_weight": 0.0}
+    fixed = {"cql_weight": 0.0}
 
 
 class BITRMeanPool(BITR):

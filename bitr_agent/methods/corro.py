@@ -17,6 +17,8 @@ actor-critic alongside); z of our z_dim, not 5.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,7 +28,19 @@ from bitr_agent.learner import Method
 from bitr_agent.model import GaussianMLP, TransitionEncoder
 
 
+@dataclass
+class CORROConfig:
+    """CORRO's own settings: its negatives (InfoNCE's temperature is the shared `temperature`)."""
+
+    corro_negatives: int = 16
+    """negatives per anchor: its own (s, a) with (r, s') relabelled as another task would give them"""
+    corro_relabel: str = "model"
+    """how negatives are relabelled: "model" (a Gaussian model learned across the training tasks) or "noise"
+    (r + N(0, 0.5^2), s' unchanged)"""
+
+
 class CORRO(Method):
+    config_class = CORROConfig
     loss_names = ("corro_nce", "relabel_nll")
     encoder_kind = "transition"
 

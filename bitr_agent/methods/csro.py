@@ -14,12 +14,24 @@ Ours vs the paper: our shared SAC+CQL learner instead of BRAC; the encoder train
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from bitr_agent.agent import ContextAgent
 from bitr_agent.learner import Method
 from bitr_agent.methods.focal import PER_TASK, per_transition_z
 from bitr_agent.model import GaussianMLP, TransitionEncoder, club_upper_bound, distance_metric_loss
+
+
+@dataclass
+class CSROConfig:
+    """CSRO's own settings: the weights of its two encoder terms."""
+
+    csro_focal_weight: float = 10.0
+    """weight of FOCAL's distance metric loss"""
+    club_weight: float = 10.0
+    """weight of the CLUB upper bound on the mutual information of z and (s, a)"""
 
 
 class NonPriorCollectionAgent(ContextAgent):
@@ -32,6 +44,7 @@ class NonPriorCollectionAgent(ContextAgent):
 
 
 class CSRO(Method):
+    config_class = CSROConfig
     loss_names = ("distance", "club", "q_nll")
     encoder_kind = "transition"
     agent_class = NonPriorCollectionAgent

@@ -10,12 +10,23 @@ Ours vs the paper: our shared SAC+CQL learner after an encoder phase.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from bitr_agent.data import flat
 from bitr_agent.learner import Method
 from bitr_agent.methods.focal import per_transition_z
 from bitr_agent.model import GaussianMLP, TransitionEncoder, distance_metric_loss
+
+
+@dataclass
+class UNICORNConfig:
+    """UNICORN's own setting: the weight of its distance metric term."""
+
+    unicorn_beta: float = -1.0
+    """weight of FOCAL's distance metric loss beside the decoder's likelihood; negative: by family (BETA)"""
+
 
 BETA = {"cheetah": 0.15, "ant": 0.15, "hopper": 1.5, "walker": 0.7}
 DEFAULT_BETA = 1.0
@@ -29,6 +40,7 @@ def beta_for(cfg) -> float:
 
 
 class UNICORN(Method):
+    config_class = UNICORNConfig
     loss_names = ("distance", "decoder_nll")
     encoder_kind = "transition"
 

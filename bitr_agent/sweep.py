@@ -1,6 +1,6 @@
-"""`bitr sweep`: train and evaluate a grid of methods x families x seeds, resumably.
+"""`bitr-agent sweep`: train and evaluate a grid of methods x families x seeds, resumably.
 
-    bitr sweep --algos bitr,focal --envs bitr/PointRobotSparse-v0,bitr/CheetahVel-v0 --seeds 0,1,2 \
+    bitr-agent sweep --algos bitr,focal --envs bitr/PointRobotSparse-v0,bitr/CheetahVel-v0 --seeds 0,1,2 \
         --profile lite --suite lite --out runs/sweep --jobs 2
 
 Every run is one subprocess:
@@ -14,12 +14,13 @@ and, once every family of (A, S) is trained,
         --out <out>/<A>/seed<S>/result-<suite>.json --name "<A> seed <S>"
 
 At most `jobs` runs go at once; an evaluation starts as soon as its families are trained, before
-any training still waiting. A trained run (its `agent.pt` exists) and an evaluated one (its result file holds every unit,
-all finished) are skipped, so the same command continues a sweep that was stopped. A failed run
-is reported (its log is `train.log` / `evaluate.log` beside its output) and the sweep goes on;
-the evaluation of an (algorithm, seed) with a failed family is not run. After each training the
-sweep writes `training.json` (wall time, algorithm, seed, profile, dataset) beside `agent.pt`
-unless the trainer wrote one: `bitr evaluate` copies it into the result's submission.
+any training still waiting. A trained run (its `agent.pt` exists) and an evaluated one (its
+result file holds every unit, all finished) are skipped, so the same command continues a sweep
+that was stopped. A failed run is reported (its log is `train.log` / `evaluate.log` beside its
+output) and the sweep goes on; the evaluation of an (algorithm, seed) with a failed family is
+not run. After each training the sweep writes `training.json` (wall time, algorithm, seed,
+profile, dataset) beside `agent.pt` unless the trainer wrote one: `bitr evaluate` copies it into
+the result's submission.
 
 `--executor ray` runs the same subprocesses as Ray tasks (one CPU each), so the outcome is the
 same as with the local pool. `--train-command` / `--eval-command` replace the commands with
@@ -41,17 +42,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-DONE_FILE = "agent.pt"
+from bitr_agent.agent import AGENT_FILE
+from bitr_agent.checkpoint import TRAINING_FILE
+
+TRAIN_TEMPLATE = ("bitr-agent train --algo {algo} --dataset {dataset} --profile {profile} --seed {seed} "
+                  "--out {out}")
 
 
 def result_file(suite_name: str) -> str:
     """One result file per suite: the same checkpoints are evaluated on several suites."""
     return f"result-{suite_name}.json"
 
-TRAIN_TEMPLATE = ("bitr-agent train --algo {algo} --dataset {dataset} --profile {profile} --seed {seed} "
-                  "--out {out}")
-EVAL_TEMPLATE = ("bitr evaluate --agent bitr_agent:load --checkpoint {checkpoint} --suite {suite} "
-                 "--out {result} --name {name}")
+
+def run_name(algo: str, seed: int) -> str:
+    """The submission name of a method's training run (one entry on the board gathers its seeds)."""
+    return f"{algo} seed {seed}"
+
+
+def evaluate_command(checkpoint, suite_name: str, result, name: str, factory: str = "bitr_agent:load",
+                     envs=()) -> list[str]:
+    """`bitr evaluate` of a training run's agents (`checkpoint`: a run folder, or a folder of one
+    per family); `envs`: only their units. The sweep runs it; `bitr-agent train` suggests it."""
+    return ["bitr", "evaluate", "--agent", factory, "--checkpoint", str(checkpoint), "--suite", suite_name,
+            "--out", str(result), "--name", name, *[word for env in envs for word in ("--env", env)]]
 
 
 @dataclass
@@ -82,7 +95,7 @@ def _fill(template: str, values: dict) -> list[str]:
 
 
 def trained(run: Run) -> bool:
-    return (run.folder / DONE_FILE).exists()
+    return (run.folder / AGENT_FILE).exists()
 
 
 def evaluated(result_path: Path, suite_name: str) -> bool:
@@ -135,14 +148,14 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
                                 {"algo": algo, "seed": seed, "profile": profile, "dataset": dataset}))
             trains[(algo, seed)] = runs
             result = checkpoint / result_file(suite_name)
-            values = {"algo": algo, "seed": seed, "checkpoint": str(checkpoint), "suite": suite_name,
-                      "result": str(result), "name": f"{algo} seed {seed}", "profile": profile}
-            if eval_template is None:
-                command = _fill(EVAL_TEMPLATE, values)
-                if set(envs) != set(suite_envs):  # only the trained families; the rest stays to run
-                    command += [word for env in envs for word in ("--env", env)]
+            name = run_name(algo, seed)
+            if eval_template is None:  # with --env: only the trained families; the rest stays to run
+                command = evaluate_command(checkpoint, suite_name, result, name,
+                                           envs=envs if set(envs) != set(suite_envs) else ())
             else:
-                command = _fill(eval_template, values)
+                command = _fill(eval_template, {"algo": algo, "seed": seed, "checkpoint": str(checkpoint),
+                                                "suite": suite_name, "result": str(result), "name": name,
+                                                "profile": profile})
             evals[(algo, seed)] = Run("evaluate", algo, seed, command, checkpoint)
     return trains, evals
 
@@ -213,7 +226,8 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             for run in runs:
                 echo(("# done: " if trained(run) else "") + shlex.join(run.command))
             run = evals[key]
-            echo(("# done: " if evaluated(run.folder / result_file(suite_name), suite_name) else "") + shlex.join(run.command))
+            done = evaluated(run.folder / result_file(suite_name), suite_name)
+            echo(("# done: " if done else "") + shlex.join(run.command))
         return outcome
     if executor not in ("local", "ray"):
         raise ValueError(f"Unknown executor {executor!r}: use 'local' or 'ray'.")
@@ -283,7 +297,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
 
 
 def _write_training(run: Run, seconds: float) -> None:
-    path = run.folder / "training.json"
+    path = run.folder / TRAINING_FILE
     if not path.exists():  # the trainer's own record wins
         from bitr_envs.files import write_json_atomic
 
@@ -304,10 +318,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="lite", choices=list(SUITES), help="evaluation suite (default: lite)")
     parser.add_argument("--out", required=True, help="sweep folder: <out>/<algo>/seed<S>/...")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default: 1)")
-    parser.add_argument("--executor", default="local", choices=["local", "ray"])
+    parser.add_argument("--executor", default="local", choices=["local", "ray"],
+                        help="where the runs go: a local pool of processes, or Ray tasks (one CPU each)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
-    parser.add_argument("--train-command", default=TRAIN_TEMPLATE, help="template of the training command")
-    parser.add_argument("--eval-command", default=None, help="template of the evaluation command")
+    parser.add_argument("--train-command", default=TRAIN_TEMPLATE,
+                        help="template of the training command, whose words may hold {algo} {seed} {env} "
+                             "{env_slug} {dataset} {profile} {out} (default: %(default)s)")
+    parser.add_argument("--eval-command", default=None,
+                        help="template of the evaluation command, whose words may hold {algo} {seed} {checkpoint} "
+                             "{suite} {result} {name} {profile} (default: bitr evaluate --agent bitr_agent:load "
+                             "--checkpoint {checkpoint} --suite {suite} --out {result} --name {name}, and --env for "
+                             "each family when --envs are not all the suite's)")
 
 
 def main_from_args(args) -> int:
@@ -320,9 +341,3 @@ def main_from_args(args) -> int:
     for label in outcome["failed"] + outcome["blocked"]:
         print(f"  not finished: {label}", file=sys.stderr)
     return 1 if outcome["failed"] or outcome["blocked"] else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    parser = argparse.ArgumentParser(prog="bitr sweep")
-    add_arguments(parser)
-    sys.exit(main_from_args(parser.parse_args()))
