@@ -42,7 +42,7 @@ from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
 from bitr_eval.sandbox import Limits, isolation_level
 from bitr_eval.scoring import aggregates, unit_record
 from bitr_eval.suites import Suite, Unit
-from bitr_eval.worker import STARTUP_LIMIT_S, worker_main
+from bitr_eval.worker import STARTUP_LIMIT_S, check_paths, worker_main
 
 SUPERVISOR_SLACK_S = 60.0  # the worker enforces the agent's limits; this only catches a stuck worker
 MAX_REPORT = 64 * 1024 * 1024
@@ -59,9 +59,9 @@ def unit_episodes(unit: Unit, n_seeds: int) -> int:
 
 
 def unit_limits(suite: Suite, unit: Unit) -> Limits:
-    """The agent process's memory and CPU-time limits for `unit` under `suite`."""
+    """The agent process's memory, CPU-time and process limits for `unit` under `suite`."""
     cpu = suite.agent_cpu_seconds + suite.agent_cpu_seconds_per_episode * unit_episodes(unit, len(suite.seeds))
-    return Limits(memory_bytes=suite.agent_memory_bytes, cpu_seconds=cpu)
+    return Limits(memory_bytes=suite.agent_memory_bytes, cpu_seconds=cpu, processes=suite.agent_processes)
 
 
 def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, progress: Progress = None,
@@ -186,6 +186,7 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
     """Run (or resume) `suite` (or only its units of `env_ids`) for `submission` and write the
     result file `out`."""
     submission = {"checkpoint": None, "agent_args": {}, **submission}
+    check_paths(submission)
     isolation = isolation_level()  # checked once for the run
     submission["privileged"] = is_privileged(submission, isolation)
     training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says

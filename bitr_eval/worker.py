@@ -13,6 +13,7 @@ end of the unit it kills every process the agent left behind.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 import traceback
@@ -122,14 +123,33 @@ def _spaces(env) -> dict[str, np.ndarray]:
 
 
 def _visible(submission: dict) -> tuple[str, ...]:
-    """Paths the agent process must be able to read: its checkpoint and its factory's file."""
+    """Paths the agent process must be able to read: its checkpoint and its factory's file
+    (its folder) or package (found, not imported: an editable install's may live anywhere)."""
     paths = []
     if submission.get("checkpoint"):
         paths.append(submission["checkpoint"])
     module, _, _ = submission["agent"].rpartition(":")
     if module.endswith(".py"):
         paths.append(str(Path(module).resolve().parent))
-    return tuple(paths)
+    elif module:
+        try:
+            spec = importlib.util.find_spec(module.partition(".")[0])
+        except (ImportError, ValueError):
+            spec = None  # the probe says why it cannot be loaded
+        if spec is not None:
+            paths += list(spec.submodule_search_locations or [spec.origin or ""])
+    return tuple(p for p in paths if p)
+
+
+def check_paths(submission: dict) -> None:
+    """Before the run: refuse a checkpoint, or an agent file's folder, that is or holds /tmp,
+    $HOME or the datasets (the sandbox would bind it whole into the agent's view)."""
+    from bitr_eval.sandbox import refuse_broad
+
+    refuse_broad(submission.get("checkpoint"), f"--checkpoint {submission.get('checkpoint')}")
+    module, _, _ = submission["agent"].rpartition(":")
+    if module.endswith(".py"):
+        refuse_broad(str(Path(module).resolve().parent), f"--agent {submission['agent']} (its folder)")
 
 
 def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limits, episode_time_limit_s: float) -> None:
