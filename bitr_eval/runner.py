@@ -16,7 +16,7 @@ results written as units finish.
   is true (read in a sandboxed probe: the evaluator never imports a submission's code).
 - After every unit the result file is rewritten atomically; running the same command again
   skips the units already in it, so a killed evaluation loses at most the units in flight.
-  The agent's stdout and stderr (size-capped) go to `<out>.logs/`.
+  The agent's stdout and stderr (size-capped, control characters escaped) go to `<out>.logs/`.
 - Units run on a local pool of worker processes (`jobs`), or on a Ray cluster
   (`executor="ray"`, extra `ray`); every unit draws its randomness from its own seeds, so the
   results are the same either way.
@@ -39,9 +39,10 @@ from typing import Optional
 
 from bitr_envs.files import write_json_atomic
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
-from bitr_eval.sandbox import Limits, isolation_level
+from bitr_eval.sandbox import Limits, isolation_level, save_log
 from bitr_eval.scoring import aggregates, unit_record
 from bitr_eval.suites import Suite, Unit
+from bitr_eval.text import printable
 from bitr_eval.worker import STARTUP_LIMIT_S, check_paths, worker_main
 
 SUPERVISOR_SLACK_S = 60.0  # the worker enforces the agent's limits; this only catches a stuck worker
@@ -217,10 +218,8 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
 
     def on_done(record):
         log = record.pop("agent_log", "")
-        if log:
-            logs = out.parent / f"{out.name}.logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            (logs / (record["unit_id"].replace("/", "__") + ".log")).write_text(log)
+        if log:  # for people to read: escaped, and never written through a link
+            save_log(out.parent / f"{out.name}.logs", record["unit_id"].replace("/", "__") + ".log", printable(log))
         result["units"].append(record)
         order = {u.unit_id: i for i, u in enumerate(suite.units)}
         result["units"].sort(key=lambda r: order[r["unit_id"]])

@@ -30,6 +30,7 @@ import ctypes
 import functools
 import os
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -243,6 +244,27 @@ def isolation_notice(isolation: str) -> str:
     reason = bwrap_problem() if os.environ.get(ISOLATION_CHOICE) != "process" else f"${ISOLATION_CHOICE}=process"
     return (f"sandbox: none, the agent runs as a plain process with the evaluator's file access ({reason}); "
             "--require-sandbox makes this an error")
+
+
+def save_log(folder: Path, name: str, text: str) -> None:
+    """Write `folder/name` without following a link planted there (a `process`-level agent can
+    write where the evaluator does): a fresh file (O_EXCL) replaces whatever `name` was, and a
+    `folder` that is a link is refused."""
+    if not folder.is_symlink():
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        where = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as err:
+        raise ValueError(f"{folder} is not a folder ({err.strerror}): the evaluator writes the agent logs only into a "
+                         "real folder, never through a link. Remove it and run the same command again.") from None
+    try:
+        scratch = f".{name}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=where)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(scratch, name, src_dir_fd=where, dst_dir_fd=where)
+    finally:
+        os.close(where)
 
 
 def _scrubbed_env(home: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 import traceback
 import zlib
@@ -156,15 +157,15 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
     """Play every task x seed of `unit` against the agent's process; `report(kind, payload)`
     receives each episode counted here."""
     from bitr_envs.datasets import load
-    from bitr_eval.sandbox import AgentProcess
+    from bitr_eval.sandbox import ISOLATION_CHOICE, AgentProcess
 
     env = gym.make(unit.env_id, split=unit.split)
     env_class = type(env.unwrapped)
     privileged = bool(submission.get("privileged"))  # decided by the evaluator, from the factory
     try:
         process = AgentProcess(isolation, limits, _visible(submission), sweep=True)
-    except OSError:  # bubblewrap vanished or cannot be executed on this node: the fallback
-        if isolation != "bwrap":
+    except OSError:  # bubblewrap vanished or cannot be executed on this node: the fallback, unless insisted on
+        if isolation != "bwrap" or os.environ.get(ISOLATION_CHOICE) == "bwrap":
             raise
         process = AgentProcess("process", limits, _visible(submission), sweep=True)
     try:

@@ -25,8 +25,10 @@ import numpy as np
 import pytest
 from conftest import build_minari_root
 
-from bitr_eval import evaluate, load_result, suite, validate
-from bitr_eval.sandbox import LOG_LIMIT, bwrap_problem
+from bitr_eval import evaluate, load_result, sandbox, suite, validate
+from bitr_eval.cli import main, print_result
+from bitr_eval.sandbox import LOG_LIMIT
+from bitr_eval.text import printable
 from bitr_eval.wire import FROM_AGENT, WireError, _decode, encode
 
 TESTS = Path(__file__).parent
@@ -39,7 +41,7 @@ OFFLINE_AND_ONLINE = dataclasses.replace(TINY, units=(TINY.units[0], TINY.units[
 
 
 def require_bwrap():
-    problem = bwrap_problem()
+    problem = sandbox.bwrap_problem()
     if problem is None:
         return
     if os.environ.get("CI") == "true" and shutil.which("bwrap"):
@@ -276,6 +278,44 @@ def test_the_agent_cannot_reach_a_unix_socket_of_the_host(tmp_path, bwrap, host_
             server.accept()
 
 
+def test_a_link_planted_where_the_log_goes_is_replaced_not_followed(tmp_path, isolation):
+    out, victim = tmp_path / "r.json", tmp_path / "victim"
+    victim.write_text("precious")
+    log = Path(f"{out}.logs") / (OFFLINE.units[0].unit_id.replace("/", "__") + ".log")
+    result, reports = attack("plant_link", out, link=str(log), target=str(victim))
+    assert reports[only_unit(result)["unit_id"]] == ["planted"]  # bwrap: in its private /tmp; process: here
+    assert victim.read_text() == "precious"
+    assert not log.is_symlink() and 'ATTACK plant_link "planted"' in log.read_text()
+
+
+def test_a_logs_folder_that_is_a_link_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("BITR_SANDBOX", "process")  # only a process-level agent can write beside the result file
+    out, elsewhere = tmp_path / "r.json", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(ValueError, match=re.escape(f"{out}.logs is not a folder")):
+        attack("plant_link", out, link=f"{out}.logs", target=str(elsewhere))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_terminal_escapes_of_the_agent_are_printed_and_logged_escaped(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    result, _ = attack("escape_text", out)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and "\x1b[2J" in unit["failure"]  # the result file keeps the data
+    print_result(result)
+    shown = capsys.readouterr().out
+    assert "FAILED" in shown and "\\x1b[2J\\x1b[1;31mall good" in shown
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", shown)
+    log = (Path(f"{out}.logs") / (unit["unit_id"].replace("/", "__") + ".log")).read_text()
+    assert "\\x1b]0;pwned\\x07" in log and not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", log)
+
+
+def test_printable_escapes_controls_and_keeps_the_rest():
+    assert printable("ok\tfine\nnext été ✓") == "ok\tfine\nnext été ✓"
+    assert printable("\x1b[31mred\r\x00\x7f\x9b\u202e\u200b\u2028") == (
+        "\\x1b[31mred\\x0d\\x00\\x7f\\x9b\\u202e\\u200b\\u2028")
+
+
 def test_the_process_fallback_does_not_hide_the_datasets(tmp_path, monkeypatch, minari_root):
     # Documented limitation (docs/evaluation.md, threat model): without bubblewrap the agent
     # process has the evaluator user's file access, so it can read the task-labelled data.
@@ -331,15 +371,41 @@ def test_a_nan_action_fails_the_unit(tmp_path):
 
 
 def test_without_bubblewrap_the_run_falls_back_to_plain_processes(tmp_path, monkeypatch):
-    import bitr_eval.sandbox
-
-    monkeypatch.setattr(bitr_eval.sandbox, "bwrap_problem", lambda: "bwrap is not installed")
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap is not installed")
     monkeypatch.delenv("BITR_SANDBOX", raising=False)
     result = evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "r.json")
     assert only_unit(result)["status"] == "ok" and only_unit(result)["isolation"] == "process"
     monkeypatch.setenv("BITR_SANDBOX", "bwrap")
     with pytest.raises(ValueError, match="bubblewrap cannot run an agent here: bwrap is not installed"):
         evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "other.json")
+
+
+def test_bitr_evaluate_says_how_the_agent_runs_and_can_require_the_sandbox(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap is not installed")
+    monkeypatch.delenv("BITR_SANDBOX", raising=False)
+    out = tmp_path / "r.json"
+    # a refused checkpoint stops the run early, after the line that says how the agent would run
+    assert main(["evaluate", "--agent", "random", "--suite", "tiny", "--out", str(out), "--checkpoint", "/tmp"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[0] == (
+        "sandbox: none, the agent runs as a plain process with the evaluator's file access (bwrap is not installed); "
+        "--require-sandbox makes this an error")
+    monkeypatch.setenv("BITR_SANDBOX", "auto")  # restored after the test; the flag sets it for the unit workers
+    assert main(["evaluate", "--agent", "random", "--suite", "tiny", "--out", str(out), "--require-sandbox"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "bubblewrap cannot run an agent here: bwrap is not installed" in printed.err
+    assert not out.exists()
+
+
+def test_under_ci_a_bubblewrap_test_fails_where_bwrap_is_installed_but_cannot_start(monkeypatch):
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap exited with code 1: no namespaces")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI has bubblewrap installed, but it cannot run an agent"):
+        require_bwrap()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="bubblewrap cannot run an agent here: bwrap exited with code 1"):
+        require_bwrap()
 
 
 def test_a_factory_that_cannot_be_loaded_is_refused_before_the_run(tmp_path):
