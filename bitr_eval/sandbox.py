@@ -9,10 +9,9 @@ Two isolation levels, decided once per evaluation (`isolation_level`) and record
   on top of the private tmpfs there). Nothing else of the host is in it, so neither are the
   host's Unix sockets. An empty tmpfs covers the Minari datasets root where a bound folder
   holds it; private tmpfs /tmp and /dev/shm; its own /proc and a minimal /dev; its own PID,
-  network, IPC and UTS namespaces; uid `AGENT_UID` without capabilities; at most
-  `Limits.processes` processes and threads (RLIMIT_NPROC, see docs/evaluation.md for whom it
-  counts); a new session. When its first process ends or the evaluator kills it, the PID
-  namespace dies with every process in it (`--die-with-parent` covers an evaluator that dies).
+  network, IPC and UTS namespaces; uid `AGENT_UID` without capabilities; a new session. When
+  its first process ends or the evaluator kills it, the PID namespace dies with every process
+  in it (`--die-with-parent` covers an evaluator that dies).
 - `process` (no bubblewrap, or it cannot start): a plain child process in its own session,
   with the per-process limits below, a scrubbed environment, and a parent that is a child
   subreaper and kills every descendant at the end of the unit. The file system and the uid
@@ -21,7 +20,10 @@ Two isolation levels, decided once per evaluation (`isolation_level`) and record
 Both: RLIMIT_AS (memory, per process), RLIMIT_CPU (CPU time; SIGXCPU, then SIGKILL),
 RLIMIT_FSIZE, no core dumps, SIGKILL when the parent dies, stdout and stderr into a size-capped
 log (not the wire), and an environment with nothing but PATH, HOME, locale, PYTHONPATH and
-thread counts.
+thread counts. The agent and all its children together get one memory limit and one limit of
+`Limits.processes` processes and threads: a cgroup v2 group where the evaluator can make one
+(`bitr_eval.cgroup`, either level); else, under bubblewrap, RLIMIT_NPROC only (which counts
+whom is in docs/evaluation.md), and in the process fallback no process limit at all.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from bitr_eval import cgroup
 from bitr_eval.wire import FROM_AGENT, Channel
 
 ISOLATION_CHOICE = "BITR_SANDBOX"  # auto (default): bwrap where it works, else process; or bwrap / process
@@ -180,15 +183,14 @@ def bwrap_arguments(limits: Limits, visible: tuple[str, ...] = (), cwd: str = "/
     return args
 
 
-def agent_command(first: str, isolation: str, limits: Limits) -> list[str]:
+def agent_command(first: str, isolation: str, processes: Optional[int]) -> list[str]:
     """The agent host's command line (`first`: its end of the wire, or `--check`). Under
-    bubblewrap it sets its own process limit and, when the evaluator is root, drops to
-    AGENT_UID before it loads anything of the submission."""
+    bubblewrap it sets its own process limit (`processes`; None: a cgroup holds it) and, when
+    the evaluator is root, drops to AGENT_UID before it loads anything of the submission."""
     command = [sys.executable, "-m", "bitr_eval.agent_host", first]
     if isolation == "bwrap":
-        command += ["--processes", str(limits.processes)]
-        if os.geteuid() == 0:
-            command += ["--uid", str(AGENT_UID)]
+        command += ["--processes", str(processes)] if processes is not None else []
+        command += ["--uid", str(AGENT_UID)] if os.geteuid() == 0 else []
     return command
 
 
@@ -200,7 +202,7 @@ def bwrap_problem() -> Optional[str]:
     if shutil.which("bwrap") is None:
         return "bwrap is not installed (apt-get install bubblewrap)"
     limits = Limits(memory_bytes=0, cpu_seconds=0.0)
-    command = bwrap_arguments(limits, cwd=os.getcwd()) + ["--"] + agent_command("--check", "bwrap", limits)
+    command = bwrap_arguments(limits, cwd=os.getcwd()) + ["--"] + agent_command("--check", "bwrap", limits.processes)
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
                               env=_scrubbed_env("/tmp"))
@@ -239,11 +241,17 @@ def isolation_level() -> str:
 
 def isolation_notice(isolation: str) -> str:
     """One line saying how the agent will run, printed before the first unit."""
+    if cgroup.problem() is None:
+        limits = "one cgroup limits the memory and processes of the agent and all its children"
+    elif isolation == "bwrap":
+        limits = f"memory is limited per process, processes by RLIMIT_NPROC ({cgroup.problem()})"
+    else:
+        limits = f"memory is limited per process, processes not at all ({cgroup.problem()})"
     if isolation == "bwrap":
-        return f"sandbox: {bwrap_version()}, the agent as uid {AGENT_UID} in its own namespaces"
+        return f"sandbox: {bwrap_version()}, the agent as uid {AGENT_UID} in its own namespaces; {limits}"
     reason = bwrap_problem() if os.environ.get(ISOLATION_CHOICE) != "process" else f"${ISOLATION_CHOICE}=process"
     return (f"sandbox: none, the agent runs as a plain process with the evaluator's file access ({reason}); "
-            "--require-sandbox makes this an error")
+            f"--require-sandbox makes this an error; {limits}")
 
 
 def save_log(folder: Path, name: str, text: str) -> None:
@@ -319,15 +327,16 @@ class AgentProcess:
         self.isolation, self.limits, self.sweep = isolation, limits, sweep
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._home = tempfile.mkdtemp(prefix="bitr-agent-") if isolation == "process" else "/tmp"
+        self.group = cgroup.AgentGroup.make(limits.memory_bytes, limits.processes) if cgroup.problem() is None else None
         cwd = os.getcwd()
-        command = agent_command(str(theirs.fileno()), isolation, limits)
+        command = agent_command(str(theirs.fileno()), isolation, None if self.group else limits.processes)
         if isolation == "bwrap":
             command = bwrap_arguments(limits, visible, cwd) + ["--"] + command
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 pass_fds=(theirs.fileno(),), env=_scrubbed_env(self._home), cwd=cwd, start_new_session=True,
-                preexec_fn=functools.partial(_limit_child, limits),
+                preexec_fn=functools.partial(_limit_child, limits, self.group),
             )
         finally:
             theirs.close()
@@ -351,7 +360,9 @@ class AgentProcess:
             if -code == signal.SIGXCPU or (-code == signal.SIGKILL and self._cpu_used_up()):
                 reason += f": it used up its CPU-time limit of {self.limits.cpu_seconds:.0f} s"
             elif -code == signal.SIGKILL:
-                reason += f" (memory limit {self.limits.memory_bytes / 2**30:.1f} GiB, or the system ran out of memory)"
+                whose = " for it and all its processes" if self.group else ""
+                reason += (f" (memory limit {self.limits.memory_bytes / 2**30:.1f} GiB{whose}, or the system ran out "
+                           "of memory)")
         tail = self.log.tail()
         return reason + (f"; its last output:\n{tail}" if tail else "")
 
@@ -372,6 +383,9 @@ class AgentProcess:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             pass
+        if self.group is not None:
+            self.group.kill()
+            self.group.remove()
         if self.sweep:
             kill_descendants()
         text = self.log.text()
@@ -380,8 +394,11 @@ class AgentProcess:
         return text
 
 
-def _limit_child(limits: Limits) -> None:
-    """In the child before exec: resource limits, and death with the parent."""
+def _limit_child(limits: Limits, group: Optional[cgroup.AgentGroup]) -> None:
+    """In the child before exec: into its cgroup (where there is one), resource limits, and
+    death with the parent."""
+    if group is not None:
+        group.join()
     def cap(kind, soft, hard):
         _, current_hard = resource.getrlimit(kind)
         if current_hard != resource.RLIM_INFINITY:

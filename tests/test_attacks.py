@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import build_minari_root
 
-from bitr_eval import evaluate, load_result, sandbox, suite, validate
+from bitr_eval import cgroup, evaluate, load_result, sandbox, suite, validate
 from bitr_eval.cli import main, print_result
 from bitr_eval.sandbox import LOG_LIMIT
 from bitr_eval.text import printable
@@ -334,6 +334,30 @@ def test_a_memory_bomb_fails_its_unit_with_a_memory_reason(tmp_path, isolation):
     assert online["status"] == "ok"  # no context, no bomb: the run goes on
 
 
+def test_the_agent_and_its_children_share_one_process_limit(tmp_path, isolation):
+    limited = dataclasses.replace(OFFLINE, agent_processes=16, agent_memory_bytes=256 * 2**20)
+    result, reports = attack("fork_bomb", tmp_path / "r.json", chosen=limited, children=40, mib=4)
+    assert only_unit(result)["status"] == "ok", only_unit(result)["failure"]
+    found = reports[only_unit(result)["unit_id"]][0]
+    assert found["holding"] == found["forked"]
+    if isolation == "bwrap" or cgroup.problem() is None:  # RLIMIT_NPROC inside bubblewrap, or the cgroup's pids.max
+        assert found["forked"] < 16 and found["refused"] == "Resource temporarily unavailable", found
+    else:  # documented (docs/evaluation.md): without a cgroup, the process fallback does not limit processes
+        assert found["forked"] == 40 and found["refused"] is None, found
+
+
+def test_the_agent_and_its_children_share_one_memory_limit(tmp_path, isolation):
+    if cgroup.problem() is not None:
+        pytest.skip(f"memory is limited per process only where no cgroup can be made ({cgroup.problem()})")
+    limited = dataclasses.replace(OFFLINE, agent_processes=64, agent_memory_bytes=256 * 2**20)
+    result, reports = attack("fork_bomb", tmp_path / "r.json", chosen=limited, children=8, mib=64)
+    unit = only_unit(result)
+    if reports[unit["unit_id"]]:  # the kernel killed children that went over, or else the agent itself
+        assert reports[unit["unit_id"]][0]["holding"] * 64 < 256, reports
+    else:
+        assert unit["status"] == "failed" and "killed by SIGKILL" in unit["failure"], unit["failure"]
+
+
 def test_a_cpu_bomb_fails_its_unit_at_the_cpu_time_limit(tmp_path, isolation):
     limited = dataclasses.replace(OFFLINE, agent_cpu_seconds=3.0, agent_cpu_seconds_per_episode=0.01,
                                   episode_time_limit_s=60.0)
@@ -387,9 +411,9 @@ def test_bitr_evaluate_says_how_the_agent_runs_and_can_require_the_sandbox(tmp_p
     # a refused checkpoint stops the run early, after the line that says how the agent would run
     assert main(["evaluate", "--agent", "random", "--suite", "tiny", "--out", str(out), "--checkpoint", "/tmp"]) == 2
     printed = capsys.readouterr()
-    assert printed.out.splitlines()[0] == (
+    assert printed.out.splitlines()[0].startswith(
         "sandbox: none, the agent runs as a plain process with the evaluator's file access (bwrap is not installed); "
-        "--require-sandbox makes this an error")
+        "--require-sandbox makes this an error; ")
     monkeypatch.setenv("BITR_SANDBOX", "auto")  # restored after the test; the flag sets it for the unit workers
     assert main(["evaluate", "--agent", "random", "--suite", "tiny", "--out", str(out), "--require-sandbox"]) == 2
     printed = capsys.readouterr()
