@@ -64,7 +64,7 @@ SYSTEM_ETC = ("alternatives", "group", "ld.so.cache", "ld.so.conf", "ld.so.conf.
 class Limits:
     memory_bytes: int
     cpu_seconds: float
-    processes: int = 64  # processes and threads of the agent (bwrap: RLIMIT_NPROC)
+    processes: int = 64  # processes and threads of the agent and its children (a cgroup's pids.max, or RLIMIT_NPROC)
     tmp_bytes: int = 512 * 1024 * 1024  # the private /tmp and /dev/shm (bwrap)
 
 
@@ -234,8 +234,8 @@ def isolation_level() -> str:
         return "bwrap"
     if choice == "bwrap":
         raise ValueError(f"The agent sandbox is required, but bubblewrap cannot run an agent here: {problem}. "
-                         "Install bubblewrap (apt-get install bubblewrap); it needs root or unprivileged user "
-                         "namespaces.")
+                         "bubblewrap (apt-get install bubblewrap) needs root or unprivileged user namespaces; "
+                         f"without --require-sandbox and ${ISOLATION_CHOICE}=bwrap the agent runs as a plain process.")
     return "process"
 
 

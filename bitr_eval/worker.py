@@ -24,6 +24,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from bitr_eval.sandbox import AGENT_UID, ISOLATION_CHOICE, AgentProcess, become_subreaper, refuse_broad
 from bitr_eval.suites import Unit, unit_context
 from bitr_eval.wire import Closed, Timeout, WireError
 
@@ -87,6 +88,9 @@ class RemoteAgent:
             text = (text if isinstance(text, str) else repr(text))[:MAX_TEXT]
             if "MemoryError" in text:
                 text += f"\n(out of memory: the agent's limit is {self.process.limits.memory_bytes / 2**30:.1f} GiB)"
+            if "PermissionError" in text and self.process.isolation == "bwrap" and os.geteuid() == 0:
+                text += (f"\n(the sandbox runs the agent as uid {AGENT_UID}: what it reads must be readable by "
+                         "others, e.g. `chmod -R a+rX` on its checkpoint)")
             raise AgentFault(text)
         if reply.type != expected:
             raise AgentFault(f"agent sent a {reply.type!r} message where {expected!r} was due (answering {kind})")
@@ -145,8 +149,6 @@ def _visible(submission: dict) -> tuple[str, ...]:
 def check_paths(submission: dict) -> None:
     """Before the run: refuse a checkpoint, or an agent file's folder, that is or holds /tmp,
     $HOME or the datasets (the sandbox would bind it whole into the agent's view)."""
-    from bitr_eval.sandbox import refuse_broad
-
     refuse_broad(submission.get("checkpoint"), f"--checkpoint {submission.get('checkpoint')}")
     module, _, _ = submission["agent"].rpartition(":")
     if module.endswith(".py"):
@@ -157,7 +159,6 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
     """Play every task x seed of `unit` against the agent's process; `report(kind, payload)`
     receives each episode counted here."""
     from bitr_envs.datasets import load
-    from bitr_eval.sandbox import ISOLATION_CHOICE, AgentProcess
 
     env = gym.make(unit.env_id, split=unit.split)
     env_class = type(env.unwrapped)
@@ -240,7 +241,6 @@ def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str,
                 episode_time_limit_s: float) -> None:
     """Entry point of a unit's worker process: play the unit, reporting to the supervisor over
     `connection` as JSON (the supervisor never unpickles what a unit's process sends)."""
-    from bitr_eval.sandbox import become_subreaper
 
     def report(kind, payload):
         connection.send_bytes(json.dumps([kind, payload]).encode())

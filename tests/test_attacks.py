@@ -205,6 +205,18 @@ def test_the_agent_runs_unprivileged_and_cannot_read_root_only_files(tmp_path, b
     assert found["read"] == expected
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the agent is uid 65534 only under a root evaluator")
+def test_a_checkpoint_the_agent_cannot_read_fails_with_the_fix(tmp_path, bwrap):
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "weights.npz").write_bytes(b"weights")
+    (checkpoint / "weights.npz").chmod(0o600)
+    result, _ = attack("read_secrets", tmp_path / "r.json", checkpoint=str(checkpoint), paths=[], strict=True)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and "PermissionError" in unit["failure"]
+    assert "the sandbox runs the agent as uid 65534: what it reads must be readable by others" in unit["failure"]
+
+
 def test_an_interpreter_and_a_checkpoint_under_tmp_run_under_bubblewrap(tmp_path, bwrap):
     # CI makes its venv inside its checkout, which may live under /tmp, where the agent has a
     # private tmpfs: the sandbox binds the interpreter and the checkpoint on top of it.
