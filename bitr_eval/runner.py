@@ -39,7 +39,7 @@ from typing import Optional
 
 from bitr_envs.files import write_json_atomic
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
-from bitr_eval.sandbox import Limits, isolation_level, save_log
+from bitr_eval.sandbox import Limits, isolation_level, refuse_linked_folder, save_log
 from bitr_eval.scoring import aggregates, unit_record
 from bitr_eval.suites import Suite, Unit
 from bitr_eval.text import printable
@@ -187,8 +187,8 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
     """Run (or resume) `suite` (or only its units of `env_ids`) for `submission` and write the
     result file `out`."""
     submission = {"checkpoint": None, "agent_args": {}, **submission}
-    check_paths(submission)
     isolation = isolation_level()  # checked once for the run
+    check_paths(submission, isolation)
     submission["privileged"] = is_privileged(submission, isolation)
     training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says
     if training is not None:
@@ -216,10 +216,13 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
     done_ids = {u["unit_id"] for u in result["units"]}
     todo = [u for u in selected_units(suite, env_ids) if u.unit_id not in done_ids]
 
+    logs = out.parent / f"{out.name}.logs"
+    refuse_linked_folder(logs)  # before any unit, not after the first
+
     def on_done(record):
         log = record.pop("agent_log", "")
         if log:  # for people to read: escaped, and never written through a link
-            save_log(out.parent / f"{out.name}.logs", record["unit_id"].replace("/", "__") + ".log", printable(log))
+            save_log(logs, record["unit_id"].replace("/", "__") + ".log", printable(log))
         result["units"].append(record)
         order = {u.unit_id: i for i, u in enumerate(suite.units)}
         result["units"].sort(key=lambda r: order[r["unit_id"]])

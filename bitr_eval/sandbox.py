@@ -36,6 +36,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,24 @@ def refuse_broad(path: Optional[str], what: str) -> None:
         raise ValueError(f"{what}: the sandbox binds this folder read-only into the agent's view, and so would show "
                          f"it all of {resolved}{holds}. Put what the agent reads in a folder of its own "
                          "(like runs/my-agent) and pass that.")
+
+
+def refuse_unreadable(path: Optional[str], what: str, tree: bool = True) -> None:
+    """A ValueError naming `what` when uid AGENT_UID could not read `path` (and, with `tree`,
+    everything in it): a folder it cannot enter, a file only its owner may read. Under
+    bubblewrap with a root evaluator the agent is that uid, and reads only what others may."""
+    if not path or not os.path.exists(path):
+        return
+    inside = [os.path.join(folder, name) for folder, dirs, files in os.walk(path) for name in dirs + files]
+    for entry in [path, *(inside if tree else [])]:
+        try:
+            mode = os.stat(entry).st_mode
+        except OSError:  # a dangling link: nothing to read there either way
+            continue
+        needed = 0o005 if stat.S_ISDIR(mode) else 0o004
+        if mode & needed != needed:
+            raise ValueError(f"{what}: the sandbox runs the agent as uid {AGENT_UID}, which cannot read {entry} "
+                             f"({stat.filemode(mode)}). Make it readable by others: chmod -R a+rX {path}")
 
 
 def _python_path() -> str:
@@ -254,17 +273,24 @@ def isolation_notice(isolation: str) -> str:
             f"--require-sandbox makes this an error; {limits}")
 
 
+def refuse_linked_folder(folder: Path) -> None:
+    """A ValueError when `folder` (of agent logs) is a symbolic link: the evaluator writes
+    through no link (a `process`-level agent can plant one where the evaluator writes)."""
+    if folder.is_symlink():
+        raise ValueError(f"{folder} is a link, not a folder: the evaluator writes the agent logs only into a real "
+                         "folder. Remove the link and run the same command again.")
+
+
 def save_log(folder: Path, name: str, text: str) -> None:
-    """Write `folder/name` without following a link planted there (a `process`-level agent can
-    write where the evaluator does): a fresh file (O_EXCL) replaces whatever `name` was, and a
-    `folder` that is a link is refused."""
-    if not folder.is_symlink():
-        folder.mkdir(parents=True, exist_ok=True)
+    """Write `folder/name` without following a link planted there: a fresh file (O_EXCL)
+    replaces whatever `name` was, and a `folder` that is a link is refused."""
+    refuse_linked_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         where = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as err:
-        raise ValueError(f"{folder} is not a folder ({err.strerror}): the evaluator writes the agent logs only into a "
-                         "real folder, never through a link. Remove it and run the same command again.") from None
+    except OSError:  # made a link since the check above
+        refuse_linked_folder(folder)
+        raise
     try:
         scratch = f".{name}.{secrets.token_hex(8)}.tmp"
         fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=where)

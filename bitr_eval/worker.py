@@ -24,7 +24,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from bitr_eval.sandbox import AGENT_UID, ISOLATION_CHOICE, AgentProcess, become_subreaper, refuse_broad
+from bitr_eval.sandbox import (
+    AGENT_UID,
+    ISOLATION_CHOICE,
+    AgentProcess,
+    become_subreaper,
+    refuse_broad,
+    refuse_unreadable,
+)
 from bitr_eval.suites import Unit, unit_context
 from bitr_eval.wire import Closed, Timeout, WireError
 
@@ -146,13 +153,19 @@ def _visible(submission: dict) -> tuple[str, ...]:
     return tuple(p for p in paths if p)
 
 
-def check_paths(submission: dict) -> None:
+def check_paths(submission: dict, isolation: str) -> None:
     """Before the run: refuse a checkpoint, or an agent file's folder, that is or holds /tmp,
-    $HOME or the datasets (the sandbox would bind it whole into the agent's view)."""
-    refuse_broad(submission.get("checkpoint"), f"--checkpoint {submission.get('checkpoint')}")
-    module, _, _ = submission["agent"].rpartition(":")
+    $HOME or the datasets (the sandbox would bind it whole into the agent's view), and, where
+    the agent runs as AGENT_UID (bubblewrap under root), one that uid cannot read."""
+    checkpoint, (module, _, _) = submission.get("checkpoint"), submission["agent"].rpartition(":")
+    refuse_broad(checkpoint, f"--checkpoint {checkpoint}")
     if module.endswith(".py"):
         refuse_broad(str(Path(module).resolve().parent), f"--agent {submission['agent']} (its folder)")
+    if isolation == "bwrap" and os.geteuid() == 0:
+        refuse_unreadable(checkpoint, f"--checkpoint {checkpoint}")
+        if module.endswith(".py"):
+            refuse_unreadable(str(Path(module).resolve().parent), f"--agent {submission['agent']}", tree=False)
+            refuse_unreadable(module, f"--agent {submission['agent']}", tree=False)
 
 
 def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limits, episode_time_limit_s: float) -> None:

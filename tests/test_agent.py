@@ -41,7 +41,7 @@ def root(minari_root, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained(minari_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bitr")
+    out = tmp_path_factory.mktemp("bitr") / "run"  # a run folder as training makes it (pytest's are 0700)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
         train(SMALL, out, progress=False)
@@ -51,7 +51,8 @@ def trained(minari_root, tmp_path_factory):
 def sampler(cfg=SMALL, seed=0):
     data = datasets.load(TRAIN)
     obs = np.concatenate([t.observations for t in data.tasks])
-    tasks = [TaskArrays(t, obs.mean(0), obs.std(0) + 1e-3, np.array([0.1, 0.1], np.float32), cfg.history) for t in data.tasks]
+    scale = np.array([0.1, 0.1], np.float32)
+    tasks = [TaskArrays(t, obs.mean(0), obs.std(0) + 1e-3, scale, cfg.history) for t in data.tasks]
     return Sampler(tasks, cfg, np.random.default_rng(seed)), len(data.behaviour_names)
 
 
@@ -71,7 +72,8 @@ def test_component_shapes():
     obs = torch.randn(1, 6, 3)
     later = obs.clone()
     later[:, 3:] += 5
-    out_a, out_b = wm(obs, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0], wm(later, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0]
+    out_a = wm(obs, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0]
+    out_b = wm(later, torch.zeros(1, 6), torch.zeros(1, 6, 2), z[:1])[0]
     torch.testing.assert_close(out_a[:, :3], out_b[:, :3])
     action, log_prob, mode = Actor(8, 2, 16)(torch.randn(10, 8))
     assert action.shape == mode.shape == (10, 2) and log_prob.shape == (10,) and action.abs().max() <= 1
@@ -179,7 +181,8 @@ def test_kill_and_resume_gives_the_same_agent_as_an_uninterrupted_run(trained, t
         train(dataclasses.replace(SMALL, lr=1e-2), interrupted, progress=False)
     longer = dataclasses.replace(SMALL, sac_iterations=SMALL.sac_iterations + 10)
     train(longer, interrupted, progress=False)  # a finished run trained for longer
-    assert (interrupted / "metrics.csv").read_text().splitlines()[-1].startswith(f"{SMALL.wm_iterations + longer.sac_iterations},policy")
+    last_row = (interrupted / "metrics.csv").read_text().splitlines()[-1]
+    assert last_row.startswith(f"{SMALL.wm_iterations + longer.sac_iterations},policy")
     extended = torch.load(interrupted / "agent.pt", weights_only=True)
     assert not torch.equal(extended["actor"]["trunk.0.weight"], whole["actor"]["trunk.0.weight"])
     with pytest.raises(ValueError, match="can only grow"):
@@ -202,7 +205,8 @@ def test_a_collapsed_or_diverged_run_stops_with_a_clear_error_and_no_agent(failu
         monkeypatch.setattr(bitr_module, "encode", lambda encoder, context: 0 * encoder(
             context["obs"], context["act"], context["rew"], context["next_obs"]))
     else:
-        monkeypatch.setattr(BITR, "update_policy", diverged_policy_update(1e12 if failure == "diverged" else float("nan")))
+        q = 1e12 if failure == "diverged" else float("nan")
+        monkeypatch.setattr(BITR, "update_policy", diverged_policy_update(q))
     with pytest.raises(TrainingFailed, match=message):
         train(SMALL, tmp_path / failure, progress=False)
     assert not (tmp_path / failure / "agent.pt").exists()

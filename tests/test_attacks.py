@@ -74,9 +74,9 @@ def bwrap(monkeypatch):
     monkeypatch.setenv("BITR_SANDBOX", "bwrap")
 
 
-def attack(name, out, chosen=OFFLINE, checkpoint=None, **agent_args):
+def attack(name, out, chosen=OFFLINE, checkpoint=None, agent_file=ATTACKS, **agent_args):
     """Run attack `name`; return the result and, per unit, what the attack reported."""
-    submission = {"name": name, "agent": f"{ATTACKS}:{name}", "checkpoint": checkpoint, "agent_args": agent_args}
+    submission = {"name": name, "agent": f"{agent_file}:{name}", "checkpoint": checkpoint, "agent_args": agent_args}
     result = evaluate(chosen, submission, out, jobs=2)
     validate(result)
     assert load_result(out) == result
@@ -189,16 +189,25 @@ def test_the_agent_cannot_read_the_datasets(tmp_path, bwrap, minari_root):
     assert reports[only_unit(result)["unit_id"]] == [{"read": []}]
 
 
+def agents_beside(folder: Path, secret: str) -> Path:
+    """A copy of the attack agents in `folder`, beside a file `secret` only its owner may read."""
+    folder.mkdir()
+    shutil.copy(ATTACKS, folder / "agents.py")
+    (folder / secret).write_text("owner only")
+    (folder / secret).chmod(0o600)
+    return folder / "agents.py"
+
+
 def test_the_agent_runs_unprivileged_and_cannot_read_root_only_files(tmp_path, bwrap):
     checkpoint = tmp_path / "checkpoint"  # under /tmp: bound on top of the agent's private /tmp
     checkpoint.mkdir()
     (checkpoint / "weights.npz").write_bytes(b"weights")
+    agents = agents_beside(tmp_path / "agent", "secret")  # the agent's folder is bound too
+    secrets = ["/etc/shadow"] + ([str(agents.parent / "secret")] if os.geteuid() == 0 else [])  # only root may read
     expected = {"/etc/shadow": "refused: No such file or directory", str(checkpoint / "weights.npz"): "read"}
-    if os.geteuid() == 0:  # a file only root may read, where the agent can see it
-        (checkpoint / "secret").write_text("root only")
-        (checkpoint / "secret").chmod(0o600)
-        expected[str(checkpoint / "secret")] = "refused: Permission denied"
-    result, reports = attack("read_secrets", tmp_path / "r.json", checkpoint=str(checkpoint), paths=["/etc/shadow"])
+    expected.update({path: "refused: Permission denied" for path in secrets[1:]})
+    result, reports = attack("read_secrets", tmp_path / "r.json", checkpoint=str(checkpoint), agent_file=agents,
+                             paths=secrets)
     assert only_unit(result)["status"] == "ok"
     found = reports[only_unit(result)["unit_id"]][0]
     assert found["uid"] == found["euid"] == 65534 and int(found["capabilities"], 16) == 0, found
@@ -206,12 +215,25 @@ def test_the_agent_runs_unprivileged_and_cannot_read_root_only_files(tmp_path, b
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the agent is uid 65534 only under a root evaluator")
-def test_a_checkpoint_the_agent_cannot_read_fails_with_the_fix(tmp_path, bwrap):
+@pytest.mark.parametrize("private", ["a file", "the folder"])
+def test_a_checkpoint_the_agent_could_not_read_is_refused_before_the_run(tmp_path, bwrap, private):
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     (checkpoint / "weights.npz").write_bytes(b"weights")
-    (checkpoint / "weights.npz").chmod(0o600)
-    result, _ = attack("read_secrets", tmp_path / "r.json", checkpoint=str(checkpoint), paths=[], strict=True)
+    unreadable = checkpoint / "weights.npz" if private == "a file" else checkpoint
+    unreadable.chmod(0o600 if private == "a file" else 0o700)
+    refused = (f"--checkpoint {checkpoint}: the sandbox runs the agent as uid 65534, which cannot read {unreadable} "
+               f"({'-rw-------' if private == 'a file' else 'drwx------'}). Make it readable by others: "
+               f"chmod -R a+rX {checkpoint}")
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        evaluate(OFFLINE, {"name": "x", "agent": "random", "checkpoint": str(checkpoint)}, tmp_path / "r.json")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the agent is uid 65534 only under a root evaluator")
+def test_an_agent_that_cannot_read_a_file_it_needs_fails_with_the_fix(tmp_path, bwrap):
+    agents = agents_beside(tmp_path / "agent", "weights.npz")
+    needed = str(agents.parent / "weights.npz")
+    result, _ = attack("read_secrets", tmp_path / "r.json", agent_file=agents, paths=[needed], strict=True)
     unit = only_unit(result)
     assert unit["status"] == "failed" and "PermissionError" in unit["failure"]
     assert "the sandbox runs the agent as uid 65534: what it reads must be readable by others" in unit["failure"]
@@ -304,9 +326,13 @@ def test_a_logs_folder_that_is_a_link_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("BITR_SANDBOX", "process")  # only a process-level agent can write beside the result file
     out, elsewhere = tmp_path / "r.json", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    with pytest.raises(ValueError, match=re.escape(f"{out}.logs is not a folder")):
+    refused = re.escape(f"{out}.logs is a link, not a folder")
+    with pytest.raises(ValueError, match=refused):  # planted by the agent during the run
         attack("plant_link", out, link=f"{out}.logs", target=str(elsewhere))
     assert list(elsewhere.iterdir()) == []
+    with pytest.raises(ValueError, match=refused):  # there before the run: refused before any unit
+        evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "r.json")
+    assert not out.exists()
 
 
 def test_terminal_escapes_of_the_agent_are_printed_and_logged_escaped(tmp_path, capsys):

@@ -231,7 +231,7 @@ def trained_all(minari_root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
         for algo in ALGOS:
-            outs[algo] = tmp_path_factory.mktemp(algo)
+            outs[algo] = tmp_path_factory.mktemp(algo) / "run"  # as training makes it (pytest's are 0700)
             train(dataclasses.replace(TINY, algo=algo), outs[algo], progress=False)
     return outs
 
@@ -261,7 +261,8 @@ def test_every_algo_trains_and_its_agent_acts_in_the_env(trained_all):
 
 
 def test_the_ceiling_passes_an_evaluator_run_as_an_anchor(trained_all, tmp_path):
-    submission = {"name": "oracle_task", "agent": "bitr_agent:load_privileged", "checkpoint": str(trained_all["oracle_task"])}
+    submission = {"name": "oracle_task", "agent": "bitr_agent:load_privileged",
+                  "checkpoint": str(trained_all["oracle_task"])}
     result = evaluate(suite("tiny"), submission, tmp_path / "result.json", jobs=1)
     validate(result)
     assert [u["status"] for u in result["units"]] == ["ok"] * 3, [u["failure"] for u in result["units"]]

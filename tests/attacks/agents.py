@@ -249,7 +249,9 @@ class ReadSecrets(RandomAgent):
         found = {"uid": os.getuid(), "euid": os.geteuid(), "prefix": sys.prefix, "read": {}}
         with open("/proc/self/status") as f:
             found["capabilities"] = [line.split()[1] for line in f if line.startswith("CapEff")][0]
-        for path in paths + [os.path.join(kwargs["checkpoint"], n) for n in sorted(os.listdir(kwargs["checkpoint"]))]:
+        checkpoint = kwargs["checkpoint"]
+        weights = [os.path.join(checkpoint, name) for name in sorted(os.listdir(checkpoint))] if checkpoint else []
+        for path in paths + weights:
             try:
                 with open(path, "rb") as f:
                     f.read(16)
