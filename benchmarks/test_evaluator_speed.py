@@ -21,13 +21,13 @@ import pytest
 import bitr_envs  # noqa: F401
 from bitr_eval.agents import load_factory
 from bitr_eval.runner import run_unit
-from bitr_eval.sandbox import AgentProcess, Limits, bwrap_works
+from bitr_eval.sandbox import AgentProcess, Limits, bwrap_problem
 from bitr_eval.suites import Unit
 from bitr_eval.wire import FROM_AGENT, PREFIX, TO_AGENT, _decode, encode
 from bitr_eval.worker import ActionCheck, RemoteAgent, _spaces
 
 ENV = "bitr/CheetahVel-v0"
-LEVELS = ["bwrap", "process"] if bwrap_works() else ["process"]
+LEVELS = ["bwrap", "process"] if bwrap_problem() is None else ["process"]
 ROOT = Path(__file__).parent.parent
 AGENTS = {  # name -> (factory, checkpoint)
     "random": ("random", None),
@@ -160,10 +160,10 @@ def test_evaluator_overhead_per_step(benchmark, reference_dataset, isolation, ag
     info["sandbox_startup_s"] = round(min(startups), 3)
     info["unit_startup_s"] = round(isolated(short) - short * 10 * 200 * per_step_isolated, 2)
     benchmark.pedantic(isolated, args=(short,), rounds=1)
-    print(f"\n[{isolation}, {agent_name} agent] evaluator / direct time per step = {ratio:.2f} ({per_step_isolated * 1e6:.0f} vs "
-          f"{per_step_direct * 1e6:.0f} us); CPU time per step {cpu_ratio:.2f} ({cpu_isolated * 1e6:.0f} vs "
-          f"{cpu_direct * 1e6:.0f} us); per step: wire encode+decode {wire_us:.0f} us, a full round trip "
-          f"(observe + act of a random agent) {min(round_trips) * 1e6:.0f} us; sandbox start-up "
+    print(f"\n[{isolation}, {agent_name} agent] evaluator / direct time per step = {ratio:.2f} "
+          f"({per_step_isolated * 1e6:.0f} vs {per_step_direct * 1e6:.0f} us); CPU time per step {cpu_ratio:.2f} "
+          f"({cpu_isolated * 1e6:.0f} vs {cpu_direct * 1e6:.0f} us); per step: wire encode+decode {wire_us:.0f} us, "
+          f"a full round trip (observe + act of a random agent) {min(round_trips) * 1e6:.0f} us; sandbox start-up "
           f"{min(startups):.2f} s, unit start-up {info['unit_startup_s']:.2f} s")
     # the target is on time; on a machine whose cores are busy with other jobs the wall-time
     # ratio measures the scheduler as much as the evaluator, so the CPU time is checked too

@@ -12,12 +12,24 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    """This process's umask, read without setting it (os.umask would, under every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration):
+        return 0o022
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(file)` on a scratch file beside `path`, then move it over `path`."""
+    """Call `write(file)` on a scratch file beside `path`, then move it over `path`. The file
+    gets the mode `open` would give it, not the scratch file's 0600: a checkpoint must be
+    readable by the sandboxed agent, which runs as another user under a root evaluator."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -1,9 +1,13 @@
-"""The agent's side of the wire: the process the sandbox runs, `python -m bitr_eval.agent_host FD`.
+"""The agent's side of the wire: the process the sandbox runs,
+`python -m bitr_eval.agent_host FD [--processes N] [--uid UID]`.
 
 It holds the agent and nothing else: no env, no task, no suite seeds, no dataset, no result
-file. It loads the submission's factory, answers the evaluator's requests over the socket FD
-(`bitr_eval.wire`), and exits when told to or when the evaluator goes away. Whatever it sends
-back is checked by the evaluator; nothing here is trusted.
+file. Under bubblewrap it first confines itself (`--processes`: RLIMIT_NPROC, set here so that
+in the sandbox's own user namespace it counts the sandbox's processes only; `--uid`: the
+unprivileged uid it drops to when the evaluator is root). Then it loads the submission's
+factory, answers the evaluator's requests over the socket FD (`bitr_eval.wire`), and exits when
+told to or when the evaluator goes away. Whatever it sends back is checked by the evaluator;
+nothing here is trusted. `--check` instead of FD confines itself and exits: the sandbox's probe.
 
 Requests and replies:
 
@@ -22,6 +26,9 @@ Any exception of the agent's is sent as `error {text}`.
 
 from __future__ import annotations
 
+import argparse
+import os
+import resource
 import socket
 import sys
 import traceback
@@ -121,9 +128,28 @@ def serve(channel: Channel) -> None:
             return
 
 
+def _confine(processes: int | None, uid: int | None) -> None:
+    """The process limit, then the drop to `uid` (groups, gid, then every uid of root's: no
+    way back, and no capability left)."""
+    if processes is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    channel = Channel(socket.socket(fileno=int(argv[0])), TO_AGENT, max_message=2**62)
+    parser = argparse.ArgumentParser(prog="python -m bitr_eval.agent_host")
+    parser.add_argument("fd", nargs="?", type=int, help="the agent's end of the wire")
+    parser.add_argument("--check", action="store_true", help="confine this process, then exit")
+    parser.add_argument("--processes", type=int)
+    parser.add_argument("--uid", type=int)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    _confine(args.processes, args.uid)
+    if args.check:
+        return 0
+    channel = Channel(socket.socket(fileno=args.fd), TO_AGENT, max_message=2**62)
     try:
         serve(channel)
     except WireError:

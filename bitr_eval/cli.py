@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from bitr_envs.cli import add_commands, format_table
 from bitr_eval.suites import SUITES
+from bitr_eval.text import printable
 
 
 def format_summary(summary) -> str:
@@ -29,8 +30,8 @@ def format_summary(summary) -> str:
 def print_result(result: dict) -> None:
     rows = []
     for unit in result["units"]:
-        if unit["status"] != "ok":
-            rows.append((unit["unit_id"], "FAILED", unit["failure"].splitlines()[0][:70], "", ""))
+        if unit["status"] != "ok":  # the failure may quote the agent: escaped
+            rows.append((unit["unit_id"], "FAILED", printable(unit["failure"]).splitlines()[0][:70], "", ""))
             continue
         success = "-" if unit["success_rate"] is None else f"{100 * unit['success_rate']:.0f}%"
         iqm = f"{unit['summary']['iqm']:.1f}"
@@ -45,11 +46,12 @@ def print_result(result: dict) -> None:
         print()
         print(format_table(
             ["protocol", f"{tasks}: mean [95% CI]", "IQM [95% CI]"],
-            [(p, format_summary(s), "-" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci95'][0]:.1f}, "
-              f"{s['iqm_ci95'][1]:.1f}]") for p, s in aggregates[key].items() if p in played],
+            [(p, format_summary(s),
+              "-" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci95'][0]:.1f}, {s['iqm_ci95'][1]:.1f}]")
+             for p, s in aggregates[key].items() if p in played],
         ))
-    drops = aggregates.get("context_drops") or {k: {"offline-ood": v}
-                                                for k, v in aggregates.get("ood_drop", {}).items()}
+    drops = (aggregates.get("context_drops")
+             or {k: {"offline-ood": v} for k, v in aggregates.get("ood_drop", {}).items()})
     shifted = list(dict.fromkeys(p for d in drops.values() for p in d))
     if shifted:
         print()
@@ -65,6 +67,7 @@ def _evaluate(args) -> int:
 
     from bitr_eval import evaluate, suite
     from bitr_eval.runner import planned_episodes
+    from bitr_eval.sandbox import ISOLATION_CHOICE, isolation_level, isolation_notice
 
     try:
         agent_args = json.loads(args.agent_args) if args.agent_args else {}
@@ -73,6 +76,9 @@ def _evaluate(args) -> int:
     if not isinstance(agent_args, dict):
         raise ValueError("--agent-args must be a JSON object, e.g. '{\"temperature\": 0.5}'.")
     chosen = suite(args.suite)
+    if args.require_sandbox:
+        os.environ[ISOLATION_CHOICE] = "bwrap"  # here, and in every unit's worker: no fallback anywhere
+    print(isolation_notice(isolation_level()), flush=True)  # before any unit; an error when required and missing
     submission = {"name": args.name or args.agent, "agent": args.agent, "checkpoint": args.checkpoint,
                   "agent_args": agent_args}
     bar = None
@@ -156,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--out", required=True, help="result file; an existing one is resumed")
     evaluation.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="units run at once")
     evaluation.add_argument("--executor", default="local", choices=["local", "ray"])
+    evaluation.add_argument("--require-sandbox", action="store_true",
+                            help="stop before any unit unless bubblewrap can sandbox the agent (no plain-process "
+                            "fallback)")
     evaluation.set_defaults(func=_evaluate)
 
     board = groups.add_parser("leaderboard", help="file result files and render the leaderboard")
@@ -167,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     filing.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     filing.add_argument("--replace", action="store_true", help="replace the filed entry of that name")
     filing.set_defaults(func=_leaderboard_add)
-    rendering = commands.add_parser("render", help="write README.md, index.html, plots/<suite>.svg (and docs/results.md's tables) from the filed results")
+    rendering = commands.add_parser("render", help="write README.md, index.html, plots/<suite>.svg (and "
+                                    "docs/results.md's tables) from the filed results")
     rendering.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     rendering.add_argument("--results-page", default=None, metavar="PAGE",
                            help="also refresh the tables block of this Markdown page (default: docs/results.md "
@@ -193,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, DatasetError) as err:  # bad ids, splits, damaged data: the message says what to do
-        print(f"bitr: error: {err}", file=sys.stderr)
+        print(f"bitr: error: {printable(str(err))}", file=sys.stderr)  # it may quote a submission
         return 2
 
 

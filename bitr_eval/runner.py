@@ -16,7 +16,7 @@ results written as units finish.
   evaluator never imports a submission's code).
 - After every unit the result file is rewritten atomically; running the same command again
   skips the units already in it, so a killed evaluation loses at most the units in flight.
-  The agent's stdout and stderr (size-capped) go to `<out>.logs/`.
+  The agent's stdout and stderr (size-capped, control characters escaped) go to `<out>.logs/`.
 - Units run on a local pool of worker processes (`jobs`), or on a Ray cluster
   (`executor="ray"`, extra `ray`); every unit draws its randomness from its own seeds, so the
   results are the same either way.
@@ -40,10 +40,11 @@ from typing import Optional
 from bitr_envs.files import write_json_atomic
 from bitr_eval.agents import is_privileged
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
-from bitr_eval.sandbox import LOG_LIMIT, Limits, isolation_level
+from bitr_eval.sandbox import LOG_LIMIT, Limits, isolation_level, refuse_linked_folder, save_log
 from bitr_eval.scoring import aggregates, unit_record
 from bitr_eval.suites import Suite, Unit
-from bitr_eval.worker import STARTUP_LIMIT_S, check_play_order, play_order, worker_main
+from bitr_eval.text import printable
+from bitr_eval.worker import STARTUP_LIMIT_S, check_paths, check_play_order, play_order, worker_main
 
 SUPERVISOR_SLACK_S = 60.0  # the worker enforces the agent's limits; this only catches a stuck worker
 MAX_REPORT = 64 * 1024 * 1024
@@ -60,9 +61,9 @@ def unit_episodes(unit: Unit, n_seeds: int) -> int:
 
 
 def unit_limits(suite: Suite, unit: Unit) -> Limits:
-    """The agent process's memory and CPU-time limits for `unit` under `suite`."""
+    """The agent process's memory, CPU-time and process limits for `unit` under `suite`."""
     cpu = suite.agent_cpu_seconds + suite.agent_cpu_seconds_per_episode * unit_episodes(unit, len(suite.seeds))
-    return Limits(memory_bytes=suite.agent_memory_bytes, cpu_seconds=cpu)
+    return Limits(memory_bytes=suite.agent_memory_bytes, cpu_seconds=cpu, processes=suite.agent_processes)
 
 
 def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, progress: Progress = None,
@@ -209,6 +210,7 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
     result file `out`."""
     submission = {"checkpoint": None, "agent_args": {}, **submission}
     isolation = isolation_level()  # checked once for the run
+    check_paths(submission, isolation)
     submission["privileged"] = is_privileged(submission, isolation)
     training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says
     if training is not None:
@@ -236,12 +238,13 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
     done_ids = {u["unit_id"] for u in result["units"]}
     todo = [u for u in selected_units(suite, env_ids) if u.unit_id not in done_ids]
 
+    logs = out.parent / f"{out.name}.logs"
+    refuse_linked_folder(logs)  # before any unit, not after the first
+
     def on_done(record):
         log = record.pop("agent_log", "")
-        if log:
-            logs = out.parent / f"{out.name}.logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            (logs / (record["unit_id"].replace("/", "__") + ".log")).write_text(log)
+        if log:  # for people to read: escaped, and never written through a link
+            save_log(logs, record["unit_id"].replace("/", "__") + ".log", printable(log))
         result["units"].append(record)
         order = {u.unit_id: i for i, u in enumerate(suite.units)}
         result["units"].sort(key=lambda r: order[r["unit_id"]])

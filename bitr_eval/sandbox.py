@@ -2,20 +2,28 @@
 
 Two isolation levels, decided once per evaluation (`isolation_level`) and recorded per unit:
 
-- `bwrap` (bubblewrap works here): the agent process sees the file system read-only
-  (`--ro-bind / /`), a private tmpfs on /tmp and /dev/shm, empty tmpfs over the Minari
-  datasets root, its checkpoint and code bound read-only; its own PID, network, IPC and UTS
-  namespaces (no network; it sees only its own processes); no capabilities; a new session.
-  When its first process ends or the evaluator kills it, the PID namespace dies with every
-  process in it, double-forked or not (`--die-with-parent` covers an evaluator that dies).
+- `bwrap` (bubblewrap works here): the agent's view of the file system holds only what it
+  needs, bound read-only at the same paths: /usr (and the /bin, /lib links), a few files of
+  /etc (`SYSTEM_ETC`), the interpreter with its prefixes and import paths, the current folder,
+  its checkpoint and its factory's folder, wherever they live (a folder under /tmp is bound
+  on top of the private tmpfs there). Nothing else of the host is in it, so neither are the
+  host's Unix sockets. An empty tmpfs covers the Minari datasets root where a bound folder
+  holds it; private tmpfs /tmp and /dev/shm; its own /proc and a minimal /dev; its own PID,
+  network, IPC and UTS namespaces; uid `AGENT_UID` without capabilities; a new session. When
+  its first process ends or the evaluator kills it, the PID namespace dies with every process
+  in it (`--die-with-parent` covers an evaluator that dies).
 - `process` (no bubblewrap, or it cannot start): a plain child process in its own session,
-  with the same resource limits, a scrubbed environment, and a parent that is a child
-  subreaper and kills every descendant at the end of the unit. The file system is the
-  evaluator user's: see docs/evaluation.md for what this level does not cover.
+  with the per-process limits below, a scrubbed environment, and a parent that is a child
+  subreaper and kills every descendant at the end of the unit. The file system and the uid
+  are the evaluator user's: see docs/evaluation.md for what this level does not cover.
 
-Both: RLIMIT_AS (memory), RLIMIT_CPU (CPU time; SIGXCPU, then SIGKILL), RLIMIT_FSIZE,
-no core dumps, SIGKILL when the parent dies, stdout and stderr into a size-capped log (not the
-wire), and an environment with nothing but PATH, HOME, locale, PYTHONPATH and thread counts.
+Both: RLIMIT_AS (memory, per process), RLIMIT_CPU (CPU time; SIGXCPU, then SIGKILL),
+RLIMIT_FSIZE, no core dumps, SIGKILL when the parent dies, stdout and stderr into a size-capped
+log (not the wire), and an environment with nothing but PATH, HOME, locale, PYTHONPATH and
+thread counts. The agent and all its children together get one memory limit and one limit of
+`Limits.processes` processes and threads: a cgroup v2 group where the evaluator can make one
+(`bitr_eval.cgroup`, either level); else, under bubblewrap, RLIMIT_NPROC only (which counts
+whom is in docs/evaluation.md), and in the process fallback no process limit at all.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ import ctypes
 import functools
 import os
 import resource
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -36,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from bitr_eval import cgroup
 from bitr_eval.wire import FROM_AGENT, Channel
 
 ISOLATION_CHOICE = "BITR_SANDBOX"  # auto (default): bwrap where it works, else process; or bwrap / process
@@ -43,12 +54,18 @@ LOG_LIMIT = 64 * 1024  # bytes of the agent's stdout + stderr kept
 MAX_AGENT_MESSAGE = 1 << 20  # an action or an error text is far smaller
 FILE_SIZE_LIMIT = 1 << 30
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+AGENT_UID = 65534  # "nobody": the agent's uid under bubblewrap
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # bound, or linked as on the host
+# of /etc, what the dynamic linker, Python and common libraries read; not shadow, not ssh, not the rest
+SYSTEM_ETC = ("alternatives", "group", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf",
+              "passwd")
 
 
 @dataclass(frozen=True)
 class Limits:
     memory_bytes: int
     cpu_seconds: float
+    processes: int = 64  # processes and threads of the agent and its children (a cgroup's pids.max, or RLIMIT_NPROC)
     tmp_bytes: int = 512 * 1024 * 1024  # the private /tmp and /dev/shm (bwrap)
 
 
@@ -67,49 +84,57 @@ def become_subreaper() -> bool:
     return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def _base_bwrap() -> list[str]:
-    args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--new-session", "--die-with-parent"]
-    if os.geteuid() == 0:
-        args += ["--cap-drop", "ALL"]
-    return args
-
-
-@functools.cache
-def bwrap_works() -> bool:
-    """Whether bubblewrap is installed and can start a sandbox here (checked once per process)."""
-    if shutil.which("bwrap") is None:
-        return False
-    try:
-        done = subprocess.run(_base_bwrap() + ["--", sys.executable, "-c", "pass"], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
-
-
-def isolation_level() -> str:
-    """`bwrap` or `process`: what `$BITR_SANDBOX` asks for (default `auto`) and the machine allows."""
-    choice = os.environ.get(ISOLATION_CHOICE, "auto")
-    if choice not in ("auto", "bwrap", "process"):
-        raise ValueError(f"${ISOLATION_CHOICE} is {choice!r}: use auto, bwrap or process.")
-    if choice == "process":
-        return "process"
-    if bwrap_works():
-        return "bwrap"
-    if choice == "bwrap":
-        raise ValueError(f"${ISOLATION_CHOICE}=bwrap, but bubblewrap is missing or cannot start a sandbox here "
-                         "(apt-get install bubblewrap; it needs unprivileged user namespaces or root).")
-    return "process"
-
-
 def hidden_paths() -> list[str]:
     """What the agent must not read: the Minari datasets root (the context comes over the wire)."""
     from bitr_envs.datasets.collect import datasets_root
 
     paths = {str(Path(datasets_root()).resolve()), str((Path.home() / ".minari").resolve())}
     return sorted(p for p in paths if os.path.isdir(p))
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def too_broad(path: str, folders: tuple[str, ...] = ()) -> Optional[str]:
+    """The folder among /, /tmp, /root, /home, /etc, $HOME (and `folders`) that the resolved
+    `path` is or holds, or None: such a folder is never bound whole."""
+    candidates = {"/", "/tmp", "/root", "/home", "/etc", str(Path.home().resolve()), *folders}
+    held = sorted((f for f in candidates if _under(f, path)), key=len)
+    return held[0] if held else None
+
+
+def refuse_broad(path: Optional[str], what: str) -> None:
+    """A ValueError naming `what` (like `--checkpoint /tmp`) when `path` is a folder that is or
+    holds /tmp, $HOME, the datasets or another `too_broad` folder: the sandbox would have to
+    show it to the agent whole."""
+    if not path or not os.path.isdir(path):
+        return
+    resolved = str(Path(path).resolve())
+    held = too_broad(resolved, tuple(hidden_paths()))
+    if held is not None:
+        holds = "" if held == resolved else f", which holds {held}"
+        raise ValueError(f"{what}: the sandbox binds this folder read-only into the agent's view, and so would show "
+                         f"it all of {resolved}{holds}. Put what the agent reads in a folder of its own "
+                         "(like runs/my-agent) and pass that.")
+
+
+def refuse_unreadable(path: Optional[str], what: str, tree: bool = True) -> None:
+    """A ValueError naming `what` when uid AGENT_UID could not read `path` (and, with `tree`,
+    everything in it): a folder it cannot enter, a file only its owner may read. Under
+    bubblewrap with a root evaluator the agent is that uid, and reads only what others may."""
+    if not path or not os.path.exists(path):
+        return
+    inside = [os.path.join(folder, name) for folder, dirs, files in os.walk(path) for name in dirs + files]
+    for entry in [path, *(inside if tree else [])]:
+        try:
+            mode = os.stat(entry).st_mode
+        except OSError:  # a dangling link: nothing to read there either way
+            continue
+        needed = 0o005 if stat.S_ISDIR(mode) else 0o004
+        if mode & needed != needed:
+            raise ValueError(f"{what}: the sandbox runs the agent as uid {AGENT_UID}, which cannot read {entry} "
+                             f"({stat.filemode(mode)}). Make it readable by others: chmod -R a+rX {path}")
 
 
 def _python_path() -> str:
@@ -120,8 +145,160 @@ def _python_path() -> str:
     return os.pathsep.join(dict.fromkeys([own, *extra]))
 
 
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+def _agent_reads(visible: tuple[str, ...], cwd: str) -> list[str]:
+    """Every path the agent process reads: the interpreter, its prefixes and import paths (a
+    venv's and its base's), the agent's PYTHONPATH, `cwd` and `visible`."""
+    interpreter = [sys.executable, os.path.realpath(sys.executable), sys.prefix, sys.exec_prefix, sys.base_prefix,
+                   sys.base_exec_prefix]
+    imports = [entry or cwd for entry in sys.path] + _python_path().split(os.pathsep)
+    return [p for p in [*interpreter, *imports, cwd, *visible] if p]
+
+
+def bwrap_arguments(limits: Limits, visible: tuple[str, ...] = (), cwd: str = "/") -> list[str]:
+    """The bubblewrap command line (up to `--`) for an agent that reads `visible` (its
+    checkpoint, its factory's folder) and runs in `cwd`: read-only binds of what it reads, each
+    at its own path, and nothing else of the host. A folder that is or holds /tmp or $HOME
+    (`too_broad`) is not bound; an empty tmpfs covers the datasets in a bound folder."""
+    size = str(limits.tmp_bytes)
+    args = ["bwrap"]
+    for path in SYSTEM:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    etc = [f"/etc/{name}" for name in SYSTEM_ETC if os.path.exists(f"/etc/{name}")]
+    args += ["--dir", "/etc"]  # made by hand: a folder bubblewrap makes for a bind only root may enter
+    for path in etc:
+        args += ["--ro-bind", path, path]
+    args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+    hidden = hidden_paths()
+    bound, made = [*SYSTEM, *etc, "/dev", "/proc"], {"/", "/tmp", "/etc"}
+    targets = {}  # path inside -> what is bound there; a path reached through a link is bound at both
+    for source in _agent_reads(visible, cwd):
+        real = os.path.realpath(source)
+        if os.path.exists(real) and not too_broad(real) and not any(_under(real, h) for h in hidden):
+            targets.update({real: real, os.path.abspath(source): real})
+    for target in sorted(targets):  # a folder before what it holds, which it then covers
+        if any(_under(target, b) for b in bound):
+            continue
+        for parent in map(str, reversed(Path(target).parents)):  # folders the agent's uid can enter
+            if parent not in made:
+                args += ["--dir", parent]
+                made.add(parent)
+        args += ["--ro-bind", targets[target], target]
+        bound.append(target)
+    for path in hidden:
+        if any(_under(path, b) for b in bound):
+            args += ["--size", "4096", "--tmpfs", path]
+    inside = os.path.realpath(cwd)
+    visible_cwd = any(_under(inside, b) for b in bound) and not any(_under(inside, h) for h in hidden)
+    args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+             "--new-session", "--die-with-parent", "--chdir", inside if visible_cwd else "/"]
+    if os.geteuid() == 0:  # the agent host drops to AGENT_UID itself: it keeps only the capabilities for that
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:  # its own user namespace, as AGENT_UID (bubblewrap then drops every capability)
+        args += ["--unshare-user", "--uid", str(AGENT_UID), "--gid", str(AGENT_UID)]
+    return args
+
+
+def agent_command(first: str, isolation: str, processes: Optional[int]) -> list[str]:
+    """The agent host's command line (`first`: its end of the wire, or `--check`). Under
+    bubblewrap it sets its own process limit (`processes`; None: a cgroup holds it) and, when
+    the evaluator is root, drops to AGENT_UID before it loads anything of the submission."""
+    command = [sys.executable, "-m", "bitr_eval.agent_host", first]
+    if isolation == "bwrap":
+        command += ["--processes", str(processes)] if processes is not None else []
+        command += ["--uid", str(AGENT_UID)] if os.geteuid() == 0 else []
+    return command
+
+
+@functools.cache
+def bwrap_problem() -> Optional[str]:
+    """Why bubblewrap cannot run an agent here, or None when it can: checked once per process
+    by starting the agent host as an agent gets it (the same binds, uid and limit), which
+    loads nothing and exits."""
+    if shutil.which("bwrap") is None:
+        return "bwrap is not installed (apt-get install bubblewrap)"
+    limits = Limits(memory_bytes=0, cpu_seconds=0.0)
+    command = bwrap_arguments(limits, cwd=os.getcwd()) + ["--"] + agent_command("--check", "bwrap", limits.processes)
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                              env=_scrubbed_env("/tmp"))
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"bwrap could not be run: {err}"
+    if done.returncode != 0:
+        lines = (done.stderr + done.stdout).strip().splitlines()
+        return f"bwrap exited with code {done.returncode}: {lines[-1] if lines else 'no message'}"
+    return None
+
+
+@functools.cache
+def bwrap_version() -> str:
+    try:
+        return subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "bubblewrap (version unknown)"
+
+
+def isolation_level() -> str:
+    """`bwrap` or `process`: what `$BITR_SANDBOX` asks for (default `auto`) and the machine allows."""
+    choice = os.environ.get(ISOLATION_CHOICE, "auto")
+    if choice not in ("auto", "bwrap", "process"):
+        raise ValueError(f"${ISOLATION_CHOICE} is {choice!r}: use auto, bwrap or process.")
+    if choice == "process":
+        return "process"
+    problem = bwrap_problem()
+    if problem is None:
+        return "bwrap"
+    if choice == "bwrap":
+        raise ValueError(f"The agent sandbox is required, but bubblewrap cannot run an agent here: {problem}. "
+                         "bubblewrap (apt-get install bubblewrap) needs root or unprivileged user namespaces; "
+                         f"without --require-sandbox and ${ISOLATION_CHOICE}=bwrap the agent runs as a plain process.")
+    return "process"
+
+
+def isolation_notice(isolation: str) -> str:
+    """One line saying how the agent will run, printed before the first unit."""
+    if cgroup.problem() is None:
+        limits = "one cgroup limits the memory and processes of the agent and all its children"
+    elif isolation == "bwrap":
+        limits = f"memory is limited per process, processes by RLIMIT_NPROC ({cgroup.problem()})"
+    else:
+        limits = f"memory is limited per process, processes not at all ({cgroup.problem()})"
+    if isolation == "bwrap":
+        return f"sandbox: {bwrap_version()}, the agent as uid {AGENT_UID} in its own namespaces; {limits}"
+    reason = bwrap_problem() if os.environ.get(ISOLATION_CHOICE) != "process" else f"${ISOLATION_CHOICE}=process"
+    return (f"sandbox: none, the agent runs as a plain process with the evaluator's file access ({reason}); "
+            f"--require-sandbox makes this an error; {limits}")
+
+
+def refuse_linked_folder(folder: Path) -> None:
+    """A ValueError when `folder` (of agent logs) is a symbolic link: the evaluator writes
+    through no link (a `process`-level agent can plant one where the evaluator writes)."""
+    if folder.is_symlink():
+        raise ValueError(f"{folder} is a link, not a folder: the evaluator writes the agent logs only into a real "
+                         "folder. Remove the link and run the same command again.")
+
+
+def save_log(folder: Path, name: str, text: str) -> None:
+    """Write `folder/name` without following a link planted there: a fresh file (O_EXCL)
+    replaces whatever `name` was, and a `folder` that is a link is refused."""
+    refuse_linked_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        where = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # made a link since the check above
+        refuse_linked_folder(folder)
+        raise
+    try:
+        scratch = f".{name}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=where)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(scratch, name, src_dir_fd=where, dst_dir_fd=where)
+    finally:
+        os.close(where)
 
 
 def _scrubbed_env(home: str) -> dict[str, str]:
@@ -176,39 +353,22 @@ class AgentProcess:
         self.isolation, self.limits, self.sweep = isolation, limits, sweep
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._home = tempfile.mkdtemp(prefix="bitr-agent-") if isolation == "process" else "/tmp"
+        self.group = cgroup.AgentGroup.make(limits.memory_bytes, limits.processes) if cgroup.problem() is None else None
         cwd = os.getcwd()
-        command = [sys.executable, "-m", "bitr_eval.agent_host", str(theirs.fileno())]
+        command = agent_command(str(theirs.fileno()), isolation, None if self.group else limits.processes)
         if isolation == "bwrap":
-            command = self._bwrap(visible + (cwd,), cwd) + ["--"] + command
+            command = bwrap_arguments(limits, visible, cwd) + ["--"] + command
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 pass_fds=(theirs.fileno(),), env=_scrubbed_env(self._home), cwd=cwd, start_new_session=True,
-                preexec_fn=functools.partial(_limit_child, limits),
+                preexec_fn=functools.partial(_limit_child, limits, self.group),
             )
         finally:
             theirs.close()
         self.log = _Log(self.process.stdout)
         self.channel = Channel(ours, FROM_AGENT, MAX_AGENT_MESSAGE)
         self.started = time.monotonic()
-
-    def _bwrap(self, visible, cwd) -> list[str]:
-        size = str(self.limits.tmp_bytes)
-        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
-        hidden = hidden_paths()
-        covered = ("/tmp", "/dev/shm")
-        for path in dict.fromkeys(str(Path(p).resolve()) for p in visible if p):
-            if (os.path.exists(path) and any(_under(path, c) for c in covered)
-                    and not any(_under(path, h) for h in hidden)):
-                args += ["--ro-bind", path, path]
-        for path in hidden:
-            args += ["--size", "4096", "--tmpfs", path]
-        args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                 "--new-session", "--die-with-parent", "--chdir", cwd if not any(_under(cwd, h) for h in hidden) else "/"]
-        if os.geteuid() == 0:
-            args += ["--cap-drop", "ALL"]
-        return args
 
     def exit_reason(self, wait_s: float = 5.0) -> str:
         """Why the process ended (after its end of the wire closed)."""
@@ -226,7 +386,9 @@ class AgentProcess:
             if -code == signal.SIGXCPU or (-code == signal.SIGKILL and self._cpu_used_up()):
                 reason += f": it used up its CPU-time limit of {self.limits.cpu_seconds:.0f} s"
             elif -code == signal.SIGKILL:
-                reason += f" (memory limit {self.limits.memory_bytes / 2**30:.1f} GiB, or the system ran out of memory)"
+                whose = " for it and all its processes" if self.group else ""
+                reason += (f" (memory limit {self.limits.memory_bytes / 2**30:.1f} GiB{whose}, or the system ran out "
+                           "of memory)")
         tail = self.log.tail()
         return reason + (f"; its last output:\n{tail}" if tail else "")
 
@@ -247,6 +409,9 @@ class AgentProcess:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             pass
+        if self.group is not None:
+            self.group.kill()
+            self.group.remove()
         if self.sweep:
             kill_descendants()
         text = self.log.text()
@@ -255,8 +420,11 @@ class AgentProcess:
         return text
 
 
-def _limit_child(limits: Limits) -> None:
-    """In the child before exec: resource limits, and death with the parent."""
+def _limit_child(limits: Limits, group: Optional[cgroup.AgentGroup]) -> None:
+    """In the child before exec: into its cgroup (where there is one), resource limits, and
+    death with the parent."""
+    if group is not None:
+        group.join()
     def cap(kind, soft, hard):
         _, current_hard = resource.getrlimit(kind)
         if current_hard != resource.RLIM_INFINITY:

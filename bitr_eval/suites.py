@@ -113,15 +113,16 @@ class Suite:
     # how episode start states are drawn (worker.start_seed); part of the fingerprint, so that
     # results of another scheme are never compared with these. 2: shared across protocols.
     seeding: int = 2
-    # limits of the agent's sandboxed process per unit (bitr_eval.sandbox): address space, and
-    # CPU seconds for loading plus per episode played. They bound an agent, they do not score
-    # it: not part of the fingerprint.
+    # limits of the agent's sandboxed process per unit (bitr_eval.sandbox): address space, CPU
+    # seconds for loading plus per episode played, and processes (threads included). They bound
+    # an agent, they do not score it: not part of the fingerprint.
     agent_memory_bytes: int = 4 * 2**30
     agent_cpu_seconds: float = 300.0
     agent_cpu_seconds_per_episode: float = 60.0
+    agent_processes: int = 64
 
     def fingerprint(self) -> str:
-        limits = ("agent_memory_bytes", "agent_cpu_seconds", "agent_cpu_seconds_per_episode")
+        limits = ("agent_memory_bytes", "agent_cpu_seconds", "agent_cpu_seconds_per_episode", "agent_processes")
         payload = json.dumps({k: v for k, v in asdict(self).items() if k not in limits}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 

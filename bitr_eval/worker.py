@@ -14,7 +14,9 @@ subreaper: at the end of each task it kills every process the agent left behind.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import secrets
 import time
 import traceback
@@ -24,6 +26,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from bitr_eval.sandbox import (
+    AGENT_UID,
+    ISOLATION_CHOICE,
+    AgentProcess,
+    become_subreaper,
+    refuse_broad,
+    refuse_unreadable,
+)
 from bitr_eval.suites import Unit, unit_context
 from bitr_eval.wire import Closed, Timeout, WireError
 
@@ -87,6 +97,9 @@ class RemoteAgent:
             text = (text if isinstance(text, str) else repr(text))[:MAX_TEXT]
             if "MemoryError" in text:
                 text += f"\n(out of memory: the agent's limit is {self.process.limits.memory_bytes / 2**30:.1f} GiB)"
+            if "PermissionError" in text and self.process.isolation == "bwrap" and os.geteuid() == 0:
+                text += (f"\n(the sandbox runs the agent as uid {AGENT_UID}: what it reads must be readable by "
+                         "others, e.g. `chmod -R a+rX` on its checkpoint)")
             raise AgentFault(text)
         if reply.type != expected:
             raise AgentFault(f"agent sent a {reply.type!r} message where {expected!r} was due (answering {kind})")
@@ -124,14 +137,37 @@ def _spaces(env) -> dict[str, np.ndarray]:
 
 
 def visible_paths(submission: dict) -> tuple[str, ...]:
-    """Paths the agent process must be able to read: its checkpoint and its factory's file."""
+    """Paths the agent process must be able to read: its checkpoint and its factory's file
+    (its folder) or package (found, not imported: an editable install's may live anywhere)."""
     paths = []
     if submission.get("checkpoint"):
         paths.append(submission["checkpoint"])
     module, _, _ = submission["agent"].rpartition(":")
     if module.endswith(".py"):
         paths.append(str(Path(module).resolve().parent))
-    return tuple(paths)
+    elif module:
+        try:
+            spec = importlib.util.find_spec(module.partition(".")[0])
+        except (ImportError, ValueError):
+            spec = None  # the probe says why it cannot be loaded
+        if spec is not None:
+            paths += list(spec.submodule_search_locations or [spec.origin or ""])
+    return tuple(p for p in paths if p)
+
+
+def check_paths(submission: dict, isolation: str) -> None:
+    """Before the run: refuse a checkpoint, or an agent file's folder, that is or holds /tmp,
+    $HOME or the datasets (the sandbox would bind it whole into the agent's view), and, where
+    the agent runs as AGENT_UID (bubblewrap under root), one that uid cannot read."""
+    checkpoint, (module, _, _) = submission.get("checkpoint"), submission["agent"].rpartition(":")
+    refuse_broad(checkpoint, f"--checkpoint {checkpoint}")
+    if module.endswith(".py"):
+        refuse_broad(str(Path(module).resolve().parent), f"--agent {submission['agent']} (its folder)")
+    if isolation == "bwrap" and os.geteuid() == 0:
+        refuse_unreadable(checkpoint, f"--checkpoint {checkpoint}")
+        if module.endswith(".py"):
+            refuse_unreadable(str(Path(module).resolve().parent), f"--agent {submission['agent']}", tree=False)
+            refuse_unreadable(module, f"--agent {submission['agent']}", tree=False)
 
 
 def play_order(n_tasks: int, seeds) -> list[list[int]]:
@@ -178,12 +214,10 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
 
 def _start_agent(env, unit: Unit, submission: dict, isolation: str, limits, episode_time_limit_s: float):
     """A fresh agent process, initialised: (process, RemoteAgent)."""
-    from bitr_eval.sandbox import AgentProcess
-
     try:
         process = AgentProcess(isolation, limits, visible_paths(submission), sweep=True)
-    except OSError:  # bubblewrap vanished or cannot be executed on this node: the fallback
-        if isolation != "bwrap":
+    except OSError:  # bubblewrap vanished or cannot be executed on this node: the fallback, unless insisted on
+        if isolation != "bwrap" or os.environ.get(ISOLATION_CHOICE) == "bwrap":
             raise
         process = AgentProcess("process", limits, visible_paths(submission), sweep=True)
     agent = RemoteAgent(process, env.action_space, episode_time_limit_s)
@@ -263,7 +297,6 @@ def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str,
                 episode_time_limit_s: float, order: list[list[int]]) -> None:
     """Entry point of a unit's worker process: play the unit, reporting to the supervisor over
     `connection` as JSON (the supervisor never unpickles what a unit's process sends)."""
-    from bitr_eval.sandbox import become_subreaper
 
     def report(kind, payload):
         connection.send_bytes(json.dumps([kind, payload]).encode())

@@ -44,7 +44,7 @@ def root(minari_root, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained(minari_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bitr")
+    out = tmp_path_factory.mktemp("bitr") / "run"  # a run folder as training makes it (pytest's are 0700)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
         train(SMALL, out, progress=False)

@@ -1,15 +1,23 @@
 """Red team: the attack agents of tests/attacks/agents.py against the evaluator.
 
-Every attack runs under the isolation levels it concerns: `bwrap` (skipped where bubblewrap
-cannot start) and the `process` fallback. Attacks against the file system (writing the
-leaderboard or the result file, reading the datasets) are stopped by bwrap only; the last test
-documents that the process fallback does not hide the datasets.
+Every attack runs under the isolation levels it concerns: `bwrap` and the `process` fallback.
+A bubblewrap test is skipped, with the reason, where bubblewrap cannot run an agent; under CI
+(`CI=true`) with bwrap installed it fails instead, so that a broken sandbox is never a skip.
+Attacks against the file system (writing the leaderboard or the result file, reading the
+datasets) are stopped by bwrap only; a test documents that the process fallback does not hide
+the datasets.
 """
 
 import dataclasses
 import json
 import os
 import re
+import shutil
+import site
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,8 +25,10 @@ import numpy as np
 import pytest
 from conftest import build_minari_root
 
-from bitr_eval import evaluate, load_result, suite, validate
-from bitr_eval.sandbox import LOG_LIMIT, bwrap_works
+from bitr_eval import cgroup, evaluate, load_result, sandbox, suite, validate
+from bitr_eval.cli import main, print_result
+from bitr_eval.sandbox import LOG_LIMIT
+from bitr_eval.text import printable
 from bitr_eval.wire import FROM_AGENT, WireError, _decode, encode
 
 TESTS = Path(__file__).parent
@@ -28,7 +38,15 @@ TINY = suite("tiny")
 OFFLINE = dataclasses.replace(TINY, units=TINY.units[:1], episode_time_limit_s=10.0)  # offline-iid only
 ONLINE = dataclasses.replace(TINY, units=TINY.units[2:], episode_time_limit_s=10.0)
 OFFLINE_AND_ONLINE = dataclasses.replace(TINY, units=(TINY.units[0], TINY.units[2]), episode_time_limit_s=10.0)
-needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is missing or cannot start here")
+
+
+def require_bwrap():
+    problem = sandbox.bwrap_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true" and shutil.which("bwrap"):
+        pytest.fail(f"CI has bubblewrap installed, but it cannot run an agent: {problem}")
+    pytest.skip(f"bubblewrap cannot run an agent here: {problem}")
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +60,37 @@ def root(minari_root, monkeypatch):
     return minari_root
 
 
-@pytest.fixture(params=[pytest.param("bwrap", marks=needs_bwrap), "process"])
+@pytest.fixture(params=["bwrap", "process"])
 def isolation(request, monkeypatch):
+    if request.param == "bwrap":
+        require_bwrap()
     monkeypatch.setenv("BITR_SANDBOX", request.param)
     return request.param
 
 
-def attack(name, out, chosen=OFFLINE, **agent_args):
+@pytest.fixture
+def bwrap(monkeypatch):
+    require_bwrap()
+    monkeypatch.setenv("BITR_SANDBOX", "bwrap")
+
+
+def attack(name, out, chosen=OFFLINE, checkpoint=None, agent_file=ATTACKS, **agent_args):
     """Run attack `name`; return the result and, per unit, what the attack reported."""
-    result = evaluate(chosen, {"name": name, "agent": f"{ATTACKS}:{name}", "agent_args": agent_args}, out, jobs=2)
+    submission = {"name": name, "agent": f"{agent_file}:{name}", "checkpoint": checkpoint, "agent_args": agent_args}
+    result = evaluate(chosen, submission, out, jobs=2)
     validate(result)
     assert load_result(out) == result
+    return result, reports_of(name, result, out)
+
+
+def reports_of(name, result, out):
+    """Per unit, the lines `ATTACK <name> <json>` of its agent log."""
     reports = {}
     for unit in result["units"]:
         log = Path(f"{out}.logs") / (unit["unit_id"].replace("/", "__") + ".log")
         text = log.read_text() if log.exists() else ""
         reports[unit["unit_id"]] = [json.loads(m) for m in re.findall(rf"^ATTACK {name} (.*)$", text, re.M)]
-    return result, reports
+    return reports
 
 
 def only_unit(result):
@@ -75,13 +107,15 @@ def test_snooping_finds_no_env_no_task_and_scores_like_a_context_free_agent(tmp_
     assert len(found) == 10  # one per task
     for seen in found:
         assert seen["envs"] == seen["task_objects"] == seen["frames_with_env"] == 0, seen
-        assert seen["context_keys"] == ["actions", "next_observations", "observations", "rewards", "terminals", "timeouts"]
+        assert seen["context_keys"] == ["actions", "next_observations", "observations", "rewards", "terminals",
+                                        "timeouts"]
         assert not [v for v in seen["env_vars"] if "MINARI" in v or "BITR" in v or "RAY" in v], seen["env_vars"]
         if isolation == "bwrap":
             assert len(seen["processes"]) <= 3, seen["processes"]  # its own PID namespace
 
 
-@pytest.mark.parametrize("how, reason", [("episode", "unknown type 'episode'"), ("ok", "'ok' message where 'action' was due")])
+@pytest.mark.parametrize("how, reason", [("episode", "unknown type 'episode'"),
+                                         ("ok", "'ok' message where 'action' was due")])
 def test_forged_reports_fail_the_unit_and_scores_come_from_the_env(tmp_path, how, reason):
     result, _ = attack("forge", tmp_path / "r.json", how=how)
     unit = only_unit(result)
@@ -134,9 +168,7 @@ def test_double_forked_children_die_with_the_unit(tmp_path, isolation):
     assert not target.exists()
 
 
-@needs_bwrap
-def test_the_agent_cannot_write_the_leaderboard_or_the_result_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("BITR_SANDBOX", "bwrap")
+def test_the_agent_cannot_write_the_leaderboard_or_the_result_file(tmp_path, bwrap):
     out = tmp_path / "r.json"
     probe = REPO / "leaderboard" / ".attack-probe"
     targets = [str(probe), str(out), str(tmp_path / "new-file"), str(REPO / "bitr_eval" / "runner.py")]
@@ -152,12 +184,175 @@ def test_the_agent_cannot_write_the_leaderboard_or_the_result_file(tmp_path, mon
     assert "vandalised" not in out.read_text()
 
 
-@needs_bwrap
-def test_the_agent_cannot_read_the_datasets(tmp_path, monkeypatch, minari_root):
-    monkeypatch.setenv("BITR_SANDBOX", "bwrap")
+def test_the_agent_cannot_read_the_datasets(tmp_path, bwrap, minari_root):
     result, reports = attack("read_datasets", tmp_path / "r.json", roots=[str(minari_root)])
     reports = reports[only_unit(result)["unit_id"]]
     assert reports and all(report == {"read": []} for report in reports)  # one report per task's process
+
+
+def agents_beside(folder: Path, secret: str) -> Path:
+    """A copy of the attack agents in `folder`, beside a file `secret` only its owner may read."""
+    folder.mkdir()
+    shutil.copy(ATTACKS, folder / "agents.py")
+    (folder / secret).write_text("owner only")
+    (folder / secret).chmod(0o600)
+    return folder / "agents.py"
+
+
+def test_the_agent_runs_unprivileged_and_cannot_read_root_only_files(tmp_path, bwrap):
+    checkpoint = tmp_path / "checkpoint"  # under /tmp: bound on top of the agent's private /tmp
+    checkpoint.mkdir()
+    (checkpoint / "weights.npz").write_bytes(b"weights")
+    agents = agents_beside(tmp_path / "agent", "secret")  # the agent's folder is bound too
+    secrets = ["/etc/shadow"] + ([str(agents.parent / "secret")] if os.geteuid() == 0 else [])  # only root may read
+    expected = {"/etc/shadow": "refused: No such file or directory", str(checkpoint / "weights.npz"): "read"}
+    expected.update({path: "refused: Permission denied" for path in secrets[1:]})
+    result, reports = attack("read_secrets", tmp_path / "r.json", checkpoint=str(checkpoint), agent_file=agents,
+                             paths=secrets)
+    assert only_unit(result)["status"] == "ok"
+    found = reports[only_unit(result)["unit_id"]][0]
+    assert found["uid"] == found["euid"] == 65534 and int(found["capabilities"], 16) == 0, found
+    assert found["read"] == expected
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the agent is uid 65534 only under a root evaluator")
+@pytest.mark.parametrize("private", ["a file", "the folder"])
+def test_a_checkpoint_the_agent_could_not_read_is_refused_before_the_run(tmp_path, bwrap, private):
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "weights.npz").write_bytes(b"weights")
+    unreadable = checkpoint / "weights.npz" if private == "a file" else checkpoint
+    unreadable.chmod(0o600 if private == "a file" else 0o700)
+    refused = (f"--checkpoint {checkpoint}: the sandbox runs the agent as uid 65534, which cannot read {unreadable} "
+               f"({'-rw-------' if private == 'a file' else 'drwx------'}). Make it readable by others: "
+               f"chmod -R a+rX {checkpoint}")
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        evaluate(OFFLINE, {"name": "x", "agent": "random", "checkpoint": str(checkpoint)}, tmp_path / "r.json")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the agent is uid 65534 only under a root evaluator")
+def test_an_agent_that_cannot_read_a_file_it_needs_fails_with_the_fix(tmp_path, bwrap):
+    agents = agents_beside(tmp_path / "agent", "weights.npz")
+    needed = str(agents.parent / "weights.npz")
+    result, _ = attack("read_secrets", tmp_path / "r.json", agent_file=agents, paths=[needed], strict=True)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and "PermissionError" in unit["failure"]
+    assert "the sandbox runs the agent as uid 65534: what it reads must be readable by others" in unit["failure"]
+
+
+def test_an_interpreter_and_a_checkpoint_under_tmp_run_under_bubblewrap(tmp_path, bwrap):
+    # CI makes its venv inside its checkout, which may live under /tmp, where the agent has a
+    # private tmpfs: the sandbox binds the interpreter and the checkpoint on top of it.
+    venv, checkpoint, out = tmp_path / "venv", tmp_path / "checkpoint", tmp_path / "r.json"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    (site_packages / "evaluator.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # this venv's packages
+    checkpoint.mkdir()
+    (checkpoint / "weights.npz").write_bytes(b"weights")
+    code = ("import dataclasses, sys; from bitr_eval import evaluate, suite; tiny = suite('tiny'); "
+            "evaluate(dataclasses.replace(tiny, units=tiny.units[:1]), {'name': 'venv', 'agent': sys.argv[1], "
+            "'checkpoint': sys.argv[2], 'agent_args': {'paths': []}}, sys.argv[3])")
+    command = [str(venv / "bin" / "python"), "-c", code, f"{ATTACKS}:read_secrets", str(checkpoint), str(out)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "BITR_SANDBOX": "bwrap"}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = load_result(out)
+    assert only_unit(result)["status"] == "ok" and only_unit(result)["isolation"] == "bwrap"
+    found = reports_of("read_secrets", result, out)[only_unit(result)["unit_id"]][0]
+    assert found["prefix"] == str(venv) and found["read"] == {str(checkpoint / "weights.npz"): "read"}
+
+
+@pytest.mark.parametrize("folder", ["/tmp", "/", "/etc", "home", "datasets", "above the datasets"])
+def test_a_checkpoint_folder_that_is_or_holds_tmp_home_or_the_datasets_is_refused(tmp_path, minari_root, folder):
+    path = {"home": str(Path.home()), "datasets": str(minari_root), "above the datasets": str(minari_root.parent)}
+    checkpoint = path.get(folder, folder)
+    with pytest.raises(ValueError, match=re.escape(f"--checkpoint {checkpoint}: the sandbox binds this folder")):
+        evaluate(OFFLINE, {"name": "x", "agent": "random", "checkpoint": checkpoint}, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_an_agent_file_in_a_folder_that_holds_the_datasets_is_refused(tmp_path, minari_root):
+    agent = minari_root.parent / "agent.py"
+    shutil.copy(ATTACKS, agent)
+    with pytest.raises(ValueError, match=re.escape(f"--agent {agent}:snoop (its folder): the sandbox binds")):
+        evaluate(OFFLINE, {"name": "x", "agent": f"{agent}:snoop"}, tmp_path / "r.json")
+
+
+@pytest.fixture
+def host_sockets(tmp_path):
+    """Listening Unix sockets that anybody may connect to: in a folder outside /tmp that is
+    not the agent's, in /tmp, and an abstract one."""
+    outside = Path(tempfile.mkdtemp(prefix="bitr-attack-", dir="/var/tmp"))
+    outside.chmod(0o755)
+    paths, servers = [str(outside / "s.sock"), str(tmp_path / "s.sock"), f"@bitr-attack-{os.getpid()}"], []
+    try:
+        for path in paths:
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            servers.append(server)
+            server.bind("\0" + path[1:] if path.startswith("@") else path)
+            if not path.startswith("@"):
+                os.chmod(path, 0o777)
+            server.listen(8)
+            server.setblocking(False)
+        yield paths, servers
+    finally:
+        for server in servers:
+            server.close()
+        shutil.rmtree(outside)
+
+
+def test_the_agent_cannot_reach_a_unix_socket_of_the_host(tmp_path, bwrap, host_sockets):
+    paths, servers = host_sockets
+    result, reports = attack("connect_sockets", tmp_path / "r.json", paths=paths)
+    outside, in_tmp, abstract = paths
+    assert reports[only_unit(result)["unit_id"]][0] == {
+        outside: "refused: No such file or directory", in_tmp: "refused: No such file or directory",
+        abstract: "refused: Connection refused"}  # its own network namespace
+    for server in servers:
+        with pytest.raises(BlockingIOError):
+            server.accept()
+
+
+def test_a_link_planted_where_the_log_goes_is_replaced_not_followed(tmp_path, isolation):
+    out, victim = tmp_path / "r.json", tmp_path / "victim"
+    victim.write_text("precious")
+    log = Path(f"{out}.logs") / (OFFLINE.units[0].unit_id.replace("/", "__") + ".log")
+    result, reports = attack("plant_link", out, link=str(log), target=str(victim))
+    assert reports[only_unit(result)["unit_id"]] == ["planted"]  # bwrap: in its private /tmp; process: here
+    assert victim.read_text() == "precious"
+    assert not log.is_symlink() and 'ATTACK plant_link "planted"' in log.read_text()
+
+
+def test_a_logs_folder_that_is_a_link_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("BITR_SANDBOX", "process")  # only a process-level agent can write beside the result file
+    out, elsewhere = tmp_path / "r.json", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    refused = re.escape(f"{out}.logs is a link, not a folder")
+    with pytest.raises(ValueError, match=refused):  # planted by the agent during the run
+        attack("plant_link", out, link=f"{out}.logs", target=str(elsewhere))
+    assert list(elsewhere.iterdir()) == []
+    with pytest.raises(ValueError, match=refused):  # there before the run: refused before any unit
+        evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "r.json")
+    assert not out.exists()
+
+
+def test_terminal_escapes_of_the_agent_are_printed_and_logged_escaped(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    result, _ = attack("escape_text", out)
+    unit = only_unit(result)
+    assert unit["status"] == "failed" and "\x1b[2J" in unit["failure"]  # the result file keeps the data
+    print_result(result)
+    shown = capsys.readouterr().out
+    assert "FAILED" in shown and "\\x1b[2J\\x1b[1;31mall good" in shown
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", shown)
+    log = (Path(f"{out}.logs") / (unit["unit_id"].replace("/", "__") + ".log")).read_text()
+    assert "\\x1b]0;pwned\\x07" in log and not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", log)
+
+
+def test_printable_escapes_controls_and_keeps_the_rest():
+    assert printable("ok\tfine\nnext été ✓") == "ok\tfine\nnext été ✓"
+    assert printable("\x1b[31mred\r\x00\x7f\x9b\u202e\u200b\u2028") == (
+        "\\x1b[31mred\\x0d\\x00\\x7f\\x9b\\u202e\\u200b\\u2028")
 
 
 def test_the_process_fallback_does_not_hide_the_datasets(tmp_path, monkeypatch, minari_root):
@@ -178,12 +373,37 @@ def test_a_memory_bomb_fails_its_unit_with_a_memory_reason(tmp_path, isolation):
     assert online["status"] == "ok"  # no context, no bomb: the run goes on
 
 
+def test_the_agent_and_its_children_share_one_process_limit(tmp_path, isolation):
+    limited = dataclasses.replace(OFFLINE, agent_processes=16, agent_memory_bytes=256 * 2**20)
+    result, reports = attack("fork_bomb", tmp_path / "r.json", chosen=limited, children=40, mib=4)
+    assert only_unit(result)["status"] == "ok", only_unit(result)["failure"]
+    found = reports[only_unit(result)["unit_id"]][0]
+    assert found["holding"] == found["forked"]
+    if isolation == "bwrap" or cgroup.problem() is None:  # RLIMIT_NPROC inside bubblewrap, or the cgroup's pids.max
+        assert found["forked"] < 16 and found["refused"] == "Resource temporarily unavailable", found
+    else:  # documented (docs/evaluation.md): without a cgroup, the process fallback does not limit processes
+        assert found["forked"] == 40 and found["refused"] is None, found
+
+
+def test_the_agent_and_its_children_share_one_memory_limit(tmp_path, isolation):
+    if cgroup.problem() is not None:
+        pytest.skip(f"memory is limited per process only where no cgroup can be made ({cgroup.problem()})")
+    limited = dataclasses.replace(OFFLINE, agent_processes=64, agent_memory_bytes=256 * 2**20)
+    result, reports = attack("fork_bomb", tmp_path / "r.json", chosen=limited, children=8, mib=64)
+    unit = only_unit(result)
+    if reports[unit["unit_id"]]:  # the kernel killed children that went over, or else the agent itself
+        assert reports[unit["unit_id"]][0]["holding"] * 64 < 256, reports
+    else:
+        assert unit["status"] == "failed" and "killed by SIGKILL" in unit["failure"], unit["failure"]
+
+
 def test_a_cpu_bomb_fails_its_unit_at_the_cpu_time_limit(tmp_path, isolation):
     limited = dataclasses.replace(OFFLINE, agent_cpu_seconds=3.0, agent_cpu_seconds_per_episode=0.01,
                                   episode_time_limit_s=60.0)
     result, _ = attack("cpu_bomb", tmp_path / "r.json", chosen=limited)
     unit = only_unit(result)
-    assert unit["status"] == "failed" and "killed by SIGXCPU): it used up its CPU-time limit of 3 s" in unit["failure"], unit["failure"]
+    reason = "killed by SIGXCPU): it used up its CPU-time limit of 3 s"
+    assert unit["status"] == "failed" and reason in unit["failure"], unit["failure"]
 
 
 @pytest.mark.parametrize("name, args, reason", [
@@ -214,15 +434,41 @@ def test_a_nan_action_fails_the_unit(tmp_path):
 
 
 def test_without_bubblewrap_the_run_falls_back_to_plain_processes(tmp_path, monkeypatch):
-    import bitr_eval.sandbox
-
-    monkeypatch.setattr(bitr_eval.sandbox, "bwrap_works", lambda: False)
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap is not installed")
     monkeypatch.delenv("BITR_SANDBOX", raising=False)
     result = evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "r.json")
     assert only_unit(result)["status"] == "ok" and only_unit(result)["isolation"] == "process"
     monkeypatch.setenv("BITR_SANDBOX", "bwrap")
-    with pytest.raises(ValueError, match="bubblewrap is missing or cannot start"):
+    with pytest.raises(ValueError, match="bubblewrap cannot run an agent here: bwrap is not installed"):
         evaluate(OFFLINE, {"name": "random", "agent": "random"}, tmp_path / "other.json")
+
+
+def test_bitr_evaluate_says_how_the_agent_runs_and_can_require_the_sandbox(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap is not installed")
+    monkeypatch.delenv("BITR_SANDBOX", raising=False)
+    out = tmp_path / "r.json"
+    # a refused checkpoint stops the run early, after the line that says how the agent would run
+    assert main(["evaluate", "--agent", "random", "--suite", "tiny", "--out", str(out), "--checkpoint", "/tmp"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[0].startswith(
+        "sandbox: none, the agent runs as a plain process with the evaluator's file access (bwrap is not installed); "
+        "--require-sandbox makes this an error; ")
+    monkeypatch.setenv("BITR_SANDBOX", "auto")  # restored after the test; the flag sets it for the unit workers
+    assert main(["evaluate", "--agent", "random", "--suite", "tiny", "--out", str(out), "--require-sandbox"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "bubblewrap cannot run an agent here: bwrap is not installed" in printed.err
+    assert not out.exists()
+
+
+def test_under_ci_a_bubblewrap_test_fails_where_bwrap_is_installed_but_cannot_start(monkeypatch):
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap exited with code 1: no namespaces")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI has bubblewrap installed, but it cannot run an agent"):
+        require_bwrap()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="bubblewrap cannot run an agent here: bwrap exited with code 1"):
+        require_bwrap()
 
 
 def test_a_factory_that_cannot_be_loaded_is_refused_before_the_run(tmp_path):
@@ -245,7 +491,8 @@ def test_giant_output_is_capped_in_the_log_and_the_unit_is_fine(tmp_path):
 @pytest.mark.parametrize("frame, reason", [
     (b"\x05\x00\x00\x00\x00\x00\x00\x00" + b"\x80\x04K\x01.", "not JSON"),
     (encode("episode"), "unknown type 'episode'"),
-    (b"\x1f\x00\x00\x00\x08\x00\x00\x00" + b'{"type":"action","arrays":[["action","|O8",[1]]]}'[:31] + b"x" * 8, "not JSON"),
+    (b"\x1f\x00\x00\x00\x08\x00\x00\x00" + b'{"type":"action","arrays":[["action","|O8",[1]]]}'[:31] + b"x" * 8,
+     "not JSON"),
     (encode("action", {"a": np.zeros(2, np.complex64).view(np.float32)}).replace(b"<f4", b"|O8"), "dtype '|O8'"),
     (encode("action", {"a": np.zeros(2)})[:-8], "runs past the end"),
     (b"\x00\xfa\x00\x00\x00\x00\x00\x00" + b"[" * 64000, "not JSON (RecursionError"),  # a nesting bomb

@@ -233,7 +233,7 @@ def trained_all(minari_root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
         for algo in ALGOS:
-            outs[algo] = tmp_path_factory.mktemp(algo)
+            outs[algo] = tmp_path_factory.mktemp(algo) / "run"  # as training makes it (pytest's are 0700)
             train(dataclasses.replace(TINY, algo=algo), outs[algo], progress=False)
     return outs
 

@@ -5,27 +5,46 @@ the random agent and attack from `set_context` (offline units) or `__init__`. Wh
 found or managed is printed as one line `ATTACK <name> <json>` to stdout, which the evaluator
 captures into the run's agent log (`<out>.logs/<unit>.log`): the tests read it from there.
 
-| factory | attack | the evaluator's answer |
-|---|---|---|
-| snoop | walk gc.get_objects() and every stack frame for an env, a task, the seeds; read the environment variables | nothing to find: the env lives in another process |
-| forge | send a fake `episode` report with a huge return, or an `ok` where an action is due | the unit fails; returns are counted by the evaluator |
-| pickle_bomb | send a pickle whose unpickling runs a command (creates a marker file) | never unpickled: the unit fails as malformed |
-| claim_privilege | set `privileged = True` on the instance, hoping for `set_task` | no task is sent: privilege is the factory's |
-| double_fork | leave a double-forked, setsid grandchild that writes a file after the run | killed with the unit (PID namespace or subreaper) |
-| vandal | write into the leaderboard folder and over the result file | read-only file system (bwrap) |
-| read_datasets | read the Minari datasets (the task-labelled data) | an empty tmpfs over the datasets root (bwrap) |
-| memory_bomb | allocate far more than the memory limit | MemoryError: the unit fails with a memory reason |
-| cpu_bomb | spin for ever on the CPU | SIGXCPU at the CPU-time limit |
-| giant_message | announce a 1 GiB message on the wire | refused before it is read |
-| chatty | print 20 MB to stdout | kept to the log's size cap; the unit is fine |
-| early_exit | `sys.exit(0)` in the middle of the unit | the unit fails: the agent process died |
-| raise_in | raise in `__init__`, `reset`, `set_context`, `act` or `observe` | the unit fails naming the method |
+Each attack, and the evaluator's answer:
+
+- snoop: walk gc.get_objects() and every stack frame for an env, a task, the seeds; read the
+  environment variables. Nothing to find: the env lives in another process.
+- forge: send a fake `episode` report with a huge return, or an `ok` where an action is due.
+  The unit fails; returns are counted by the evaluator.
+- pickle_bomb: send a pickle whose unpickling runs a command (creates a marker file). Never
+  unpickled: the unit fails as malformed.
+- claim_privilege: set `privileged = True` on the instance, hoping for `set_task`. No task is
+  sent: privilege is the factory's.
+- double_fork: leave a double-forked, setsid grandchild that writes a file after the run.
+  Killed with the unit (PID namespace or subreaper).
+- vandal: write into the leaderboard folder and over the result file. Read-only (bwrap).
+- read_datasets: read the Minari datasets (the task-labelled data). An empty tmpfs over the
+  datasets root (bwrap).
+- memory_bomb: allocate far more than the memory limit. MemoryError: the unit fails with a
+  memory reason.
+- cpu_bomb: spin for ever on the CPU. SIGXCPU at the CPU-time limit.
+- giant_message: announce a 1 GiB message on the wire. Refused before it is read.
+- chatty: print 20 MB to stdout. Kept to the log's size cap; the unit is fine.
+- early_exit: `sys.exit(0)` in the middle of the unit. The unit fails: the agent process died.
+- raise_in: raise in `__init__`, `reset`, `set_context`, `act` or `observe`. The unit fails
+  naming the method.
+- read_secrets: read root-only files (`/etc/shadow`, a 0600 file in its checkpoint). It runs
+  as uid 65534 without capabilities, and /etc/shadow is not in its view (bwrap).
+- connect_sockets: connect to Unix sockets of the host outside /tmp, in /tmp, and abstract
+  ones. None is in its view or its network namespace (bwrap).
+- fork_bomb: fork many children that each hold memory. At most `Suite.agent_processes`
+  processes (bwrap, or a cgroup wherever one can be made).
+- plant_link: plant a symbolic link where the evaluator writes the agent's log. The log
+  replaces the link, never follows it; a logs folder that is a link is refused.
+- escape_text: print terminal escapes and control characters, and raise with them. Printed
+  and logged escaped.
 """
 
 import gc
 import json
 import os
 import pickle
+import socket
 import sys
 import time
 
@@ -47,7 +66,8 @@ class Snoop(RandomAgent):
         import gymnasium
 
         found = {"envs": 0, "task_objects": 0, "frames_with_env": 0, "env_vars": sorted(os.environ),
-                 "context_keys": sorted(transitions), "processes": sorted(p for p in os.listdir("/proc") if p.isdigit())}
+                 "context_keys": sorted(transitions),
+                 "processes": sorted(p for p in os.listdir("/proc") if p.isdigit())}
         for obj in gc.get_objects():
             try:
                 if isinstance(obj, gymnasium.Env):
@@ -223,9 +243,95 @@ class RaiseIn(RandomAgent):
         self._maybe("observe")
 
 
+class ReadSecrets(RandomAgent):
+    def __init__(self, paths, strict=False, **kwargs):
+        super().__init__(**kwargs)
+        found = {"uid": os.getuid(), "euid": os.geteuid(), "prefix": sys.prefix, "read": {}}
+        with open("/proc/self/status") as f:
+            found["capabilities"] = [line.split()[1] for line in f if line.startswith("CapEff")][0]
+        checkpoint = kwargs["checkpoint"]
+        weights = [os.path.join(checkpoint, name) for name in sorted(os.listdir(checkpoint))] if checkpoint else []
+        for path in paths + weights:
+            try:
+                with open(path, "rb") as f:
+                    f.read(16)
+                found["read"][path] = "read"
+            except OSError as err:
+                if strict:  # as an agent that needs the file would
+                    raise
+                found["read"][path] = f"refused: {err.strerror}"
+        report("read_secrets", found)
+
+
+class ConnectSockets(RandomAgent):
+    def __init__(self, paths, **kwargs):
+        super().__init__(**kwargs)
+        outcomes = {}
+        for path in paths:  # "@name": an abstract socket
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                client.connect("\0" + path[1:] if path.startswith("@") else path)
+                outcomes[path] = "connected"
+            except OSError as err:
+                outcomes[path] = f"refused: {err.strerror}"
+            finally:
+                client.close()
+        report("connect_sockets", outcomes)
+
+
+class ForkBomb(RandomAgent):
+    def __init__(self, children, mib, **kwargs):
+        super().__init__(**kwargs)
+        read, write = os.pipe()
+        found = {"forked": 0, "refused": None, "holding": 0}
+        for _ in range(children):
+            try:
+                pid = os.fork()
+            except OSError as err:
+                found["refused"] = err.strerror
+                break
+            if pid == 0:
+                try:
+                    hoard = np.ones(mib * 2**20, np.uint8)  # every page touched
+                    os.write(write, hoard[:1].tobytes())
+                    time.sleep(600)
+                finally:
+                    os._exit(0)
+            found["forked"] += 1
+        os.close(write)
+        os.set_blocking(read, False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and found["holding"] < found["forked"]:
+            try:
+                found["holding"] += len(os.read(read, 1024))
+            except BlockingIOError:
+                time.sleep(0.05)
+        report("fork_bomb", found)
+
+
+class PlantLink(RandomAgent):
+    def __init__(self, link, target, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(target, link)
+            outcome = "planted"
+        except OSError as err:
+            outcome = f"refused: {err.strerror}"
+        report("plant_link", outcome)
+
+
+class EscapeText(RandomAgent):
+    def set_context(self, transitions):
+        print("\x1b]0;pwned\x07\x1b[2J\x1b[31mlog line\r", flush=True)
+        raise RuntimeError("\x1b[2J\x1b[1;31mall good\x1b[0m\r\u202eevil\x9b")
+
+
 snoop, forge, pickle_bomb, claim_privilege, double_fork = Snoop, Forge, PickleBomb, ClaimPrivilege, DoubleFork
 vandal, read_datasets, memory_bomb, cpu_bomb, giant_message = Vandal, ReadDatasets, MemoryBomb, CpuBomb, GiantMessage
 chatty, early_exit, raise_in = Chatty, EarlyExit, RaiseIn
+read_secrets, connect_sockets, fork_bomb, plant_link, escape_text = (ReadSecrets, ConnectSockets, ForkBomb, PlantLink,
+                                                                       EscapeText)
 
 
 def declared_privileged(**kwargs):
