@@ -318,7 +318,10 @@ def test_a_link_planted_where_the_log_goes_is_replaced_not_followed(tmp_path, is
     victim.write_text("precious")
     log = Path(f"{out}.logs") / (OFFLINE.units[0].unit_id.replace("/", "__") + ".log")
     result, reports = attack("plant_link", out, link=str(log), target=str(victim))
-    assert reports[only_unit(result)["unit_id"]] == ["planted"]  # bwrap: in its private /tmp; process: here
+    # one report per task's process: under bubblewrap each plants in its private /tmp; as a plain
+    # process the first plants here and the others find its link
+    planted = reports[only_unit(result)["unit_id"]]
+    assert "planted" in planted and set(planted) <= {"planted", "refused: File exists"}
     assert victim.read_text() == "precious"
     assert not log.is_symlink() and 'ATTACK plant_link "planted"' in log.read_text()
 
