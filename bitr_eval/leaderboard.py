@@ -30,7 +30,7 @@ from bitr_eval.board_html import page
 from bitr_eval.board_markdown import ResultsPageError, markdown, table_block, with_results_tables
 from bitr_eval.entry_stats import entry_view
 from bitr_eval.figures import figure
-from bitr_eval.filing import filed
+from bitr_eval.filing import filed, progress
 from bitr_eval.suites import SUITES
 
 
@@ -45,7 +45,11 @@ def render(directory: str | Path = "leaderboard", results_page: str | Path | Non
         page_text = Path(results_page).read_text(encoding="utf-8")
         table_block(page_text)
     entries, warnings = filed(directory)
-    views = [{**entry_view(e["name"], e["runs"]), "verification": e["verification"]} for e in entries]
+    views = []
+    with progress(len(entries), "entry statistics", "entry") as bar:
+        for e in entries:
+            views.append({**entry_view(e["name"], e["runs"]), "verification": e["verification"]})
+            bar.update()
     Path(directory, "README.md").write_text(markdown(views), encoding="utf-8")
     Path(directory, "index.html").write_text(page(views), encoding="utf-8")
     plots = Path(directory, "plots")
