@@ -34,6 +34,15 @@ from bitr_eval.filing import filed, progress
 from bitr_eval.suites import SUITES
 
 
+def repository_results_page(directory: str | Path) -> Path | None:
+    """The results page whose tables a plain `render` of `directory` refreshes: docs/results.md of
+    the repository whose `leaderboard/` folder it is; None for any other board (a user's own, in
+    runs/board say), whose render then leaves the repository's pages alone."""
+    folder = Path(directory).resolve()
+    page = folder.parent / "docs" / "results.md"
+    return page if folder.name == "leaderboard" and page.is_file() else None
+
+
 def render(directory: str | Path = "leaderboard", results_page: str | Path | None = None) -> list[str]:
     """Write README.md, index.html and one figure per suite (plots/<suite>.svg) from the filed
     entries, and refresh the tables block of `results_page` if given (checked before anything is

@@ -505,6 +505,32 @@ def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_pa
         assert plot.read_text() == (root / "leaderboard" / "plots" / plot.name).read_text()
 
 
+def test_a_board_of_your_own_leaves_the_repository_as_it_is(tmp_path, monkeypatch):
+    """The main job's last commands (README): `add --dir runs/board` and `render --dir runs/board`
+    file and draw a board in the user's folder; the repository's board and its results page are
+    untouched (and runs/ is ignored by git). Only the repository's own board refreshes the page."""
+    import pathlib
+
+    root = pathlib.Path(__file__).parent.parent
+    assert "/runs/" in (root / ".gitignore").read_text().split()
+    repository = tmp_path / "repo"
+    (repository / "docs").mkdir(parents=True)
+    shutil.copy(root / "docs" / "results.md", repository / "docs" / "results.md")
+    file_entry(repository / "leaderboard", "theirs", make_result("theirs"))
+    before = {p: p.read_bytes() for p in repository.rglob("*") if p.is_file()}
+    (tmp_path / "result.json").write_text(json.dumps(make_result("BITR (quick, yours)", 70.0)))
+    monkeypatch.chdir(repository)
+    for board in ("runs/board", "board"):  # below the repository's root or beside its docs/
+        assert main(["leaderboard", "add", str(tmp_path / "result.json"), "--dir", board, "--replace"]) == 0
+        assert main(["leaderboard", "render", "--dir", board]) == 0
+        assert "BITR (quick, yours)" in (repository / board / "README.md").read_text()
+        assert (repository / board / "plots" / "tiny.svg").is_file()
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (repository / "leaderboard" / "README.md").exists()
+    assert main(["leaderboard", "render"]) == 0  # the repository's own board: its page too
+    assert "theirs" in (repository / "docs" / "results.md").read_text()
+
+
 def test_the_results_page_needs_its_table_block(tmp_path):
     """A page without the block (or with its lines swapped) is refused before anything is written."""
     from bitr_eval.board_markdown import RESULTS_BEGIN, RESULTS_END
