@@ -24,6 +24,7 @@ from scipy import stats
 CONFIDENCE = 0.95
 RESAMPLES = 10000  # with 2,000 the interval ends move by about a point from one draw to the next
 TRIM = 0.25  # the IQM drops the lowest and the highest quarter
+LAYOUTS = 8  # index layouts kept (one per shape of scores): a board has a few shapes, an evaluation's aggregate grows
 
 
 def iqm(values: np.ndarray, axis=None) -> np.ndarray:
@@ -45,27 +46,32 @@ class Bootstrap:
     """The stratified bootstrap of one seed: per stratum (task), RESAMPLES draws with replacement
     of its observations. The index matrix is drawn once per number of observations and grown
     when more strata are asked for: the draw for k strata is the first k strata of a larger one
-    (one generator stream), so one matrix serves a whole board entry."""
+    (one generator stream), so one matrix serves every entry, unit and protocol. Its layout by
+    resample (each row all strata side by side) is kept for the last LAYOUTS shapes."""
 
     def __init__(self, seed: int = 0):
         self.seed = seed
-        self._drawn: dict[int, np.ndarray] = {}  # observations per stratum -> (strata, RESAMPLES, n) indices
+        self._drawn: dict[int, np.ndarray] = {}  # observations per stratum -> (strata, RESAMPLES, n) draws
+        self._rows: dict[tuple[int, int], np.ndarray] = {}  # (strata, n) -> the draw laid out by resample
 
     def _indices(self, strata: int, n: int) -> np.ndarray:
-        """(strata, RESAMPLES, n): per stratum, which of its n observations each resample takes,
-        as indices into the flattened (strata, n) scores."""
-        drawn = self._drawn.get(n)
-        if drawn is None or drawn.shape[0] < strata:
-            drawn = np.random.default_rng(self.seed).integers(0, n, (strata, RESAMPLES, n))
-            drawn += (np.arange(strata) * n)[:, None, None]
-            self._drawn[n] = drawn
-        return drawn[:strata]
+        """(RESAMPLES, strata * n): row r holds resample r of every stratum, side by side in
+        order, as indices into the flattened (strata, n) scores."""
+        rows = self._rows.pop((strata, n), None)
+        if rows is None:
+            drawn = self._drawn.get(n)
+            if drawn is None or drawn.shape[0] < strata:
+                drawn = self._drawn[n] = np.random.default_rng(self.seed).integers(0, n, (strata, RESAMPLES, n))
+            offsets = (np.arange(strata) * n)[:, None, None]
+            rows = (drawn[:strata] + offsets).transpose(1, 0, 2).reshape(RESAMPLES, strata * n)
+        self._rows[strata, n] = rows  # the most recently used last
+        while len(self._rows) > LAYOUTS:
+            del self._rows[next(iter(self._rows))]
+        return rows
 
     def resampled(self, scores: np.ndarray) -> np.ndarray:
-        """(RESAMPLES, strata * n): each row one resample of the (strata, n) `scores`, the
-        strata side by side in order."""
-        strata, n = scores.shape
-        return scores.ravel()[self._indices(strata, n)].transpose(1, 0, 2).reshape(RESAMPLES, strata * n)
+        """(RESAMPLES, strata * n): each row one resample of the (strata, n) `scores`."""
+        return scores.ravel()[self._indices(*scores.shape)]
 
     def summarize(self, scores) -> dict:
         """Mean and IQM of a (tasks, seeds) array, with 95% stratified-bootstrap intervals."""
