@@ -187,22 +187,20 @@ def _episode_problem(unit: Unit, seeds, episodes: list[dict], n_tasks: int, hori
     repeated = np.ones(len(episodes), dtype=bool)
     repeated[np.unique(key, return_index=True)[1]] = False  # every key's first episode is no repeat
     should_score = ~(online & (index < unit.explore_episodes))
-    checks = [(~known, "is not an episode of the unit"), (repeated, "is duplicated"),
-              (known & (scored != should_score), "phase"), (length > horizon, "length"),
-              (~np.isfinite(returns), "return")]
+    checks = [  # in this order for each episode: what is wrong with episode i, the first found
+        (~known, lambda i: " is not an episode of the unit"),
+        (repeated, lambda i: " is duplicated"),
+        (known & (scored != should_score),
+         lambda i: f": phase {episodes[i]['phase']!r}, expected {'score' if should_score[i] else 'explore'!r}"),
+        (length > horizon, lambda i: f": length {episodes[i]['length']} exceeds the horizon {horizon}"),
+        (~np.isfinite(returns), lambda i: ": return is not finite"),
+    ]
     bad = np.flatnonzero(np.logical_or.reduce([failed for failed, _ in checks]))
     if len(bad):
         i = int(bad[0])
-        episode = episodes[i]
-        name = f"episodes[{i}] (task {episode['task']}, seed {episode['seed']}, episode {episode['episode']})"
-        what = next(what for failed, what in checks if failed[i])
-        if what == "phase":
-            return f"{name}: phase {episode['phase']!r}, expected {'score' if should_score[i] else 'explore'!r}"
-        if what == "length":
-            return f"{name}: length {episode['length']} exceeds the horizon {horizon}"
-        if what == "return":
-            return f"{name}: return is not finite"
-        return f"{name} {what}"
+        e = episodes[i]
+        what = next(message for failed, message in checks if failed[i])
+        return f"episodes[{i}] (task {e['task']}, seed {e['seed']}, episode {e['episode']}){what(i)}"
     expected = expected_episodes(unit, seeds, n_tasks)
     if len(episodes) == len(expected):  # each one of the unit's, none twice: all there
         return None
