@@ -12,6 +12,8 @@ must be the same agent (`check_runs`).
 
 from __future__ import annotations
 
+import functools
+
 from bitr_eval.results import ResultError
 from bitr_eval.scoring import TOLERANCE, verify
 from bitr_eval.suites import SUITES
@@ -20,11 +22,25 @@ from bitr_eval.suites import SUITES
 def check(result: dict) -> None:
     """Refuse a (schema-valid) result that cannot be compared with the others of its suite, or
     whose numbers do not follow from its episodes and references."""
+    _check_suite(result)
+    verify(result, SUITES[result["suite"]["name"]])  # every score, summary and aggregate from the episodes
+    _check_datasets(result)
+
+
+def recheck(record: dict) -> None:
+    """Refuse a result accepted before (its board record, `bitr_eval.check_cache`) that fails
+    what may have changed since: the suite's definition, the pins, the local datasets."""
+    _check_suite(record)
+    _check_datasets(record)
+
+
+def _check_suite(result: dict) -> None:
+    """Refuse a result that is not a whole run of one of the suites as they are defined now."""
     name = result["suite"]["name"]
     if name not in SUITES:
         raise ResultError(f"unknown suite {name!r}: the leaderboard has {', '.join(SUITES)}")
     suite = SUITES[name]
-    if result["suite"]["fingerprint"] != suite.fingerprint():
+    if result["suite"]["fingerprint"] != _fingerprint(suite):
         raise ResultError(f"suite fingerprint differs from the {name} suite's current definition: "
                           f"evaluate again with this version of bitr-bench")
     if list(result["suite"]["seeds"]) != list(suite.seeds):
@@ -44,7 +60,16 @@ def check(result: dict) -> None:
         if ((record["env_id"], record["split"], record["protocol"]) != (unit.env_id, unit.split, unit.protocol)
                 or {d["id"] for d in record["datasets"]} != datasets or len(record["datasets"]) != len(datasets)):
             raise ResultError(f"unit {unit_id} does not match the {name} suite's definition of it")
-    verify(result, suite)  # every score, summary and aggregate from the episodes
+
+
+@functools.cache
+def _fingerprint(suite) -> str:
+    """A (frozen) suite's fingerprint, computed once: the board asks for it once per file."""
+    return suite.fingerprint()
+
+
+def _check_datasets(result: dict) -> None:
+    """Refuse a result whose datasets or references differ from the pinned or local ones."""
     _check_pins(result)
     _check_local_references(result)
     check_dataset_hashes([result])  # one dataset, one hash, within the file too
@@ -52,11 +77,12 @@ def check(result: dict) -> None:
 
 def _check_pins(result: dict) -> None:
     """Refuse dataset checksums that differ from the benchmark's pinned ones."""
-    from bitr_envs.datasets.storage import pinned
+    from bitr_envs.datasets.storage import pins
 
+    pinned = pins()  # read once: a result names each dataset in many units
     for unit in result["units"]:
         for i, dataset in enumerate(unit["datasets"]):
-            pin = pinned(dataset["id"])
+            pin = pinned.get(dataset["id"])
             if pin is None:
                 continue
             for key in ("data_sha256", "content_sha256"):

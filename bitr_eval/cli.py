@@ -116,13 +116,13 @@ def _leaderboard_add(args) -> int:
 
 def _leaderboard_render(args) -> int:
     from bitr_eval.board_markdown import ResultsPageError
-    from bitr_eval.leaderboard import render
+    from bitr_eval.leaderboard import render, repository_results_page
     from bitr_eval.results import ResultError
 
     results_page = args.results_page
-    if results_page is None:  # the repository's results page, beside the board, when there is one
-        beside = os.path.join(os.path.dirname(os.path.abspath(args.dir)), "docs", "results.md")
-        results_page = os.path.relpath(beside) if os.path.isfile(beside) else None
+    if results_page is None:  # the repository's results page, when this is the repository's board
+        page = repository_results_page(args.dir)
+        results_page = None if page is None else os.path.relpath(page)
     try:
         warnings = render(args.dir, results_page)
     except (ResultsPageError, ResultError) as err:
@@ -173,15 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     filing.add_argument("results", nargs="+", metavar="RESULT",
                         help="result files of `bitr evaluate`: the training runs (checkpoints) of one agent")
     filing.add_argument("--name", help="the entry's name (default: the runs' submission name)")
-    filing.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+    filing.add_argument("--dir", default="leaderboard",
+                        help="the leaderboard folder (default: leaderboard; a folder of your own, such as "
+                        "runs/board, leaves the repository's board as it is)")
     filing.add_argument("--replace", action="store_true", help="replace the filed entry of that name")
     filing.set_defaults(func=_leaderboard_add)
-    rendering = commands.add_parser("render", help="write README.md, index.html, plots/<suite>.svg (and "
-                                    "docs/results.md's tables) from the filed results")
+    rendering = commands.add_parser("render", help="write README.md, index.html and plots/<suite>.svg from the "
+                                    "filed results (and, for the repository's board, docs/results.md's tables)")
     rendering.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     rendering.add_argument("--results-page", default=None, metavar="PAGE",
                            help="also refresh the tables block of this Markdown page (default: docs/results.md "
-                           "beside the board's folder, when it exists)")
+                           "when the folder is the repository's leaderboard/; none for a board of your own)")
     rendering.set_defaults(func=_leaderboard_render)
     replaying = commands.add_parser("verify", help="play a filed entry's units again and compare the returns")
     replaying.add_argument("entry", help="an entry folder, e.g. leaderboard/results/quick/bitr-quick")

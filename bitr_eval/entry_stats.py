@@ -1,4 +1,5 @@
-"""The statistics of a board entry: what the pages show of it, from its checked runs.
+"""The statistics of a board entry: what the pages show of it, from the board records of its
+checked runs (`bitr_eval.check_cache.board_record`).
 
 With several training runs the intervals are recomputed over the runs (a bootstrap stratified
 over tasks that resamples the runs, `bitr_eval.stats.summarize_runs`); a single run keeps the
@@ -66,8 +67,7 @@ def entry_view(name: str, runs: list[dict]) -> dict:
             summary = summarize_runs(_task_matrix(runs, [unit]))
         else:
             summary = records[0]["summary"]
-        returns = [e["return"] for rec in records if rec["status"] == "ok" for e in rec["episodes"]
-                   if e["phase"] == "score"]
+        returns = [x for rec in records if rec["status"] == "ok" for x in rec["scored_returns"]]
         view["units"].append({"unit_id": unit.unit_id, "env_id": unit.env_id, "split": unit.split,
                               "protocol": unit.protocol, "summary": summary, "failures": failures,
                               # each run's own mean, in filing order: how far apart the training runs land

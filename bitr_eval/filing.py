@@ -7,18 +7,24 @@ An entry lives in `results/<suite>/<slug of its name>/`: `entry.json` (its name 
 and `run-1.json`, `run-2.json`, ... (the result files as submitted, one per training run of
 the same agent: same spec and arguments, different checkpoints), and `verification.json` when
 a maintainer re-played some of its units (`bitr_eval.replay`). A file is filed only if it
-passes `bitr_eval.checks`, and read back only if it still does.
+passes `bitr_eval.checks`, and read back only if it still does: in full once, then from the
+record `bitr_eval.check_cache` keeps of its bytes (what changed on this machine is checked on
+every read).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
+from tqdm import tqdm
+
 from bitr_envs.files import write_json_atomic
-from bitr_eval.checks import check, check_dataset_hashes, check_runs
-from bitr_eval.results import OldSchemaError, ResultError, load_result
+from bitr_eval.check_cache import board_record, cached_record, remember
+from bitr_eval.checks import check, check_dataset_hashes, check_runs, recheck
+from bitr_eval.results import OldSchemaError, ResultError, file_bytes, load_result, read_result
 
 RESULTS = "results"  # the filed entries, one folder per suite
 ENTRY_FILE = "entry.json"
@@ -30,9 +36,18 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "submission"
 
 
+def progress(total: int, description: str, unit: str) -> tqdm:
+    """A progress bar on the terminal, shown once the work has taken two seconds."""
+    return tqdm(total=total, desc=description, unit=unit, delay=2, leave=False, disable=None)
+
+
 def load_checked(path: Path) -> dict:
     """The result file at `path`, read and checked in full; a refusal names the file."""
-    result = load_result(path)
+    return _check_bytes(file_bytes(path), path)
+
+
+def _check_bytes(data: bytes, path: Path) -> dict:
+    result = read_result(data, path)
     try:
         check(result)
     except ResultError as err:
@@ -40,33 +55,58 @@ def load_checked(path: Path) -> dict:
     return result
 
 
+def load_record(path: Path) -> dict:
+    """The board record (`bitr_eval.check_cache.board_record`) of the result file at `path`:
+    kept from an earlier check of the same bytes (and checked again for what may have changed
+    on this machine), else from a check in full, then kept."""
+    data = file_bytes(path)
+    sha256 = hashlib.sha256(data).hexdigest()
+    record = cached_record(sha256)
+    if record is None:
+        record = board_record(_check_bytes(data, path))
+        remember(sha256, record)
+        return record
+    try:
+        recheck(record)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+    return record
+
+
 def filed(directory: str | Path) -> tuple[list[dict], list[str]]:
-    """Every filed entry that still passes the checks ({"name", "path", "suite", "runs"}), and a
-    warning for each skipped file or entry (an old schema says how to make the file again)."""
+    """Every filed entry that still passes the checks ({"name", "path", "suite", "runs",
+    "verification"}; its runs are board records), and a warning for each skipped file or entry
+    (an old schema says how to make the file again)."""
     entries, warnings = [], []
     root = Path(directory, RESULTS)
-    for suite_dir in sorted(p for p in root.glob("*") if p.is_dir()):
-        for path in sorted(suite_dir.glob("*.json")):  # loose files: the layout before entries
-            try:
-                load_result(path)
-                warnings.append(f"skipped {path}: a result file outside an entry folder; file it with "
-                                f"`bitr leaderboard add {path} --name NAME`")
-            except OldSchemaError as err:
-                warnings.append(f"skipped {err}, then `bitr leaderboard add NEW.json`")
-            except ResultError as err:
-                warnings.append(f"skipped {path}: {err}")
-        for folder in sorted(p for p in suite_dir.glob("*") if p.is_dir()):
-            try:
-                entries.append(load_entry(folder))
-            except OldSchemaError as err:
-                warnings.append(f"skipped entry {folder}: {err}, then `bitr leaderboard add` the new files")
-            except ResultError as err:
-                warnings.append(f"skipped entry {folder}: {err}")
+    suite_dirs = sorted(p for p in root.glob("*") if p.is_dir())
+    folders = {suite_dir: sorted(p for p in suite_dir.glob("*") if p.is_dir()) for suite_dir in suite_dirs}
+    with progress(sum(map(len, folders.values())), f"reading {root}", "entry") as bar:
+        for suite_dir in suite_dirs:
+            for path in sorted(suite_dir.glob("*.json")):  # loose files: the layout before entries
+                try:
+                    load_result(path)
+                    warnings.append(f"skipped {path}: a result file outside an entry folder; file it with "
+                                    f"`bitr leaderboard add {path} --name NAME`")
+                except OldSchemaError as err:
+                    warnings.append(f"skipped {err}, then `bitr leaderboard add NEW.json`")
+                except ResultError as err:
+                    warnings.append(f"skipped {path}: {err}")
+            for folder in folders[suite_dir]:
+                try:
+                    entries.append(load_entry(folder))
+                except OldSchemaError as err:
+                    warnings.append(f"skipped entry {folder}: {err}, then `bitr leaderboard add` the new files")
+                except ResultError as err:
+                    warnings.append(f"skipped entry {folder}: {err}")
+                bar.update()
     return entries, warnings
 
 
-def load_entry(folder: Path) -> dict:
-    """The entry filed in `folder` ({"name", "path", "suite", "runs", "verification"}), every run checked."""
+def load_entry(folder: Path, episodes: bool = False) -> dict:
+    """The entry filed in `folder` ({"name", "path", "suite", "runs", "verification"}), every
+    run checked: its board record, or with `episodes` the whole result, checked in full (for
+    playing its units again)."""
     try:
         meta = json.loads((folder / ENTRY_FILE).read_text())
         name, files = meta["name"], meta["runs"]
@@ -75,7 +115,7 @@ def load_entry(folder: Path) -> dict:
             raise ValueError("needs a name and a list of run-<k>.json files")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ResultError(f"{folder / ENTRY_FILE} is not a valid entry file ({err})") from None
-    runs = [load_checked(folder / f) for f in files]
+    runs = [(load_checked if episodes else load_record)(folder / f) for f in files]
     check_runs(runs)
     suite_name = runs[0]["suite"]["name"]
     if suite_name != folder.parent.name:
@@ -92,7 +132,11 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise ResultError("no result file given")
-    runs = [load_checked(Path(p)) for p in paths]
+    runs = []
+    with progress(len(paths), "checking", "file") as bar:
+        for path in paths:
+            runs.append(load_checked(Path(path)))
+            bar.update()
     check_runs(runs)
     if name is None:
         names = {r["submission"]["name"] for r in runs}
@@ -120,5 +164,6 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
     files = [f"run-{k}.json" for k in range(1, len(runs) + 1)]
     for file, run in zip(files, runs):
         write_json_atomic(target / file, run)
+        remember(hashlib.sha256((target / file).read_bytes()).hexdigest(), board_record(run))  # checked above
     write_json_atomic(target / ENTRY_FILE, {"name": name, "runs": files})
     return target

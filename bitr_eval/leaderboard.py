@@ -30,8 +30,17 @@ from bitr_eval.board_html import page
 from bitr_eval.board_markdown import ResultsPageError, markdown, table_block, with_results_tables
 from bitr_eval.entry_stats import entry_view
 from bitr_eval.figures import figure
-from bitr_eval.filing import filed
+from bitr_eval.filing import filed, progress
 from bitr_eval.suites import SUITES
+
+
+def repository_results_page(directory: str | Path) -> Path | None:
+    """The results page whose tables a plain `render` of `directory` refreshes: docs/results.md of
+    the repository whose `leaderboard/` folder it is; None for any other board (a user's own, in
+    runs/board say), whose render then leaves the repository's pages alone."""
+    folder = Path(directory).resolve()
+    page = folder.parent / "docs" / "results.md"
+    return page if folder.name == "leaderboard" and page.is_file() else None
 
 
 def render(directory: str | Path = "leaderboard", results_page: str | Path | None = None) -> list[str]:
@@ -45,7 +54,11 @@ def render(directory: str | Path = "leaderboard", results_page: str | Path | Non
         page_text = Path(results_page).read_text(encoding="utf-8")
         table_block(page_text)
     entries, warnings = filed(directory)
-    views = [{**entry_view(e["name"], e["runs"]), "verification": e["verification"]} for e in entries]
+    views = []
+    with progress(len(entries), "entry statistics", "entry") as bar:
+        for e in entries:
+            views.append({**entry_view(e["name"], e["runs"]), "verification": e["verification"]})
+            bar.update()
     Path(directory, "README.md").write_text(markdown(views), encoding="utf-8")
     Path(directory, "index.html").write_text(page(views), encoding="utf-8")
     plots = Path(directory, "plots")

@@ -59,7 +59,7 @@ def verify_entry(folder: str | Path, units: int | None = 1, tolerance: float = 0
     from bitr_eval.suites import suite
 
     folder = Path(folder)
-    entry = load_entry(folder)
+    entry = load_entry(folder, episodes=True)
     chosen = suite(entry["suite"])
     units_by_id = {u.unit_id: u for u in chosen.units}
     checks = []

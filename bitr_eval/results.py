@@ -1,8 +1,10 @@
-"""The result file of one evaluation run: its JSON schema, validation, and atomic writing.
+"""The result file of one evaluation run: its JSON schema, validation, and reading.
 
 A result file is data from strangers once it is submitted to the leaderboard: everything that
 reads one validates it against `SCHEMA` first (`load_result`), and the leaderboard recomputes
-every number in it from its episodes (`bitr_eval.scoring.verify`).
+every number in it from its episodes (`bitr_eval.scoring.verify`). The bulk of a file, the
+episodes and scores of every unit, is checked against its part of `SCHEMA` column by column
+(`_check_items`) rather than by jsonschema's walk of every element, with jsonschema's words.
 
 Version 2 records, per unit, the reference returns that normalised its scores, both checksums
 of every dataset it read (computed from the files when the unit ran), and how the agent was
@@ -12,8 +14,13 @@ dataset) copied from the checkpoint's `training.json`.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
+import math
 from pathlib import Path
+
+import numpy as np
 
 SCHEMA_VERSION = 2
 
@@ -160,32 +167,117 @@ def remake_command(result: dict, out: str = "NEW.json") -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def validate(result: dict) -> None:
+# Validation --------------------------------------------------------------------------------
+
+ARRAYS = ("episodes", "scores")  # the arrays of every unit that `_check_items` checks, not jsonschema
+_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),),
+          "string": (str,), "object": (dict,), "array": (list,)}
+_ABSENT = object()
+
+
+@functools.cache
+def _structure_validator():
+    """A jsonschema validator (its schema checked once) of SCHEMA without the items of `ARRAYS`."""
     import jsonschema
 
-    try:
-        jsonschema.validate(result, SCHEMA)
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ResultError(f"invalid result at {where}: {err.message}") from None
+    structure = copy.deepcopy(SCHEMA)
+    for key in ARRAYS:
+        del structure["properties"]["units"]["items"]["properties"][key]["items"]
+    return jsonschema.validators.validator_for(SCHEMA)(structure)
 
 
-def load_result(path: str | Path) -> dict:
+def validate(result: dict) -> None:
+    """Refuse a result that does not follow `SCHEMA`; the message says where and why."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_structure_validator().iter_errors(result))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ResultError(f"invalid result at {where}: {error.message}")
+    for u, unit in enumerate(result["units"]):
+        for key in ARRAYS:
+            found = _check_items(unit[key], _unit["properties"][key]["items"])
+            if found is not None:
+                index, inner, message = found
+                raise ResultError(f"invalid result at units/{u}/{key}/{index}{inner}: {message}")
+
+
+def _check_items(items: list, schema: dict) -> tuple[int, str, str] | None:
+    """The first item of `items` that `schema` refuses, as (index, path inside the item,
+    jsonschema's message), or None. A column of values at a time: `schema` is a number, integer,
+    boolean, null or string (with `minimum`, `enum`), an array of those, or an object of those
+    (`required`, `properties`)."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    allowed = tuple(t for name in types for t in _TYPES[name])
+    kinds = set(map(type, items))
+    if types and not kinds <= set(allowed):
+        integral = "integer" in types and "number" not in types
+        for i, item in enumerate(items):
+            if type(item) not in allowed and not (integral and type(item) is float and item.is_integer()):
+                return i, "", f"{item!r} is not of type {', '.join(repr(t) for t in types)}"
+    if "enum" in schema:
+        for i, item in enumerate(items):
+            if not (isinstance(item, str) and item in schema["enum"]):
+                return i, "", f"{item!r} is not one of {schema['enum']!r}"
+    if "minimum" in schema:
+        numbers = [item if type(item) in (int, float) else math.inf for item in items]
+        try:
+            low = np.flatnonzero(np.asarray(numbers, dtype=np.float64) < schema["minimum"])
+        except OverflowError:  # an integer beyond float: compare them one by one
+            low = [i for i, n in enumerate(numbers) if n < schema["minimum"]]
+        if len(low):
+            return int(low[0]), "", f"{items[low[0]]!r} is less than the minimum of {schema['minimum']!r}"
+    if "items" in schema:
+        for i, item in enumerate(items):
+            found = _check_items(item, schema["items"])
+            if found is not None:
+                return i, f"/{found[0]}{found[1]}", found[2]
+    if "properties" in schema:
+        errors = []  # the first error of each field: the earliest item's is reported
+        for key in schema.get("required", []):
+            missing = next((i for i, item in enumerate(items) if key not in item), None)
+            if missing is not None:
+                errors.append((missing, "", f"{key!r} is a required property"))
+        for key, field in schema["properties"].items():
+            column = [item.get(key, _ABSENT) for item in items]
+            present = [i for i, value in enumerate(column) if value is not _ABSENT]
+            if len(present) < len(column):
+                column = [column[i] for i in present]
+            found = _check_items(column, field)
+            if found is not None:
+                errors.append((present[found[0]], f"/{key}{found[1]}", found[2]))
+        return min(errors, key=lambda e: e[0]) if errors else None
+    return None
+
+
+def read_result(data: bytes, source: str | Path) -> dict:
+    """The result file whose bytes are `data`, validated; `source` names it in messages."""
     try:
-        with open(path) as f:
-            result = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ResultError(f"{path}: not a readable JSON file ({err})") from None
+        result = json.loads(data)
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise ResultError(f"{source}: not a readable JSON file ({err})") from None
     if not isinstance(result, dict):
-        raise ResultError(f"{path}: a result is a JSON object")
+        raise ResultError(f"{source}: a result is a JSON object")
     version = result.get("schema_version")
     if isinstance(version, int) and version < SCHEMA_VERSION and isinstance(result.get("submission"), dict):
-        raise OldSchemaError(f"{path}: result schema version {version}, this bitr-bench reads version "
+        raise OldSchemaError(f"{source}: result schema version {version}, this bitr-bench reads version "
                              f"{SCHEMA_VERSION}; make it again with `{remake_command(result)}`")
     validate(result)
     return result
 
 
+def file_bytes(path: str | Path) -> bytes:
+    """The bytes of the result file at `path`; a ResultError if it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ResultError(f"{path}: not a readable JSON file ({err})") from None
+
+
+def load_result(path: str | Path) -> dict:
+    """The result file at `path`, validated."""
+    return read_result(file_bytes(path), path)
 
 
 TRAINING_FILE = "training.json"

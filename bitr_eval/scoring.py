@@ -58,11 +58,11 @@ def score_episodes(unit: Unit, seeds, episodes: list[dict], references: dict) ->
         return 100.0 * (value - low) / (high - low)
 
     def per_task_seed(select) -> np.ndarray:
-        return np.array([
-            [np.mean([normalised(t, e["return"]) for e in episodes if e["task"] == t and e["seed"] == s and select(e)])
-             for s in seeds]
-            for t in range(n_tasks)
-        ])
+        groups: dict[tuple, list[float]] = {}  # (task, seed) -> its episodes' scores, in list order
+        for e in episodes:
+            if select(e):
+                groups.setdefault((e["task"], e["seed"]), []).append(normalised(int(e["task"]), e["return"]))
+        return np.array([[np.mean(groups.get((t, s), [])) for s in seeds] for t in range(n_tasks)])
 
     scores = per_task_seed(lambda e: e["phase"] == "score")
     successes = [e["success"] for e in episodes if e["phase"] == "score" and e["success"] is not None]
@@ -195,31 +195,54 @@ def verify_unit(unit: Unit, seeds, record: dict, n_tasks: int, horizon: int) -> 
             check_play_order(record["play_order"], n_tasks, seeds)
         except ValueError as err:
             raise ResultError(f"{where}: play_order: {err}") from None
-    expected = expected_episodes(unit, seeds, n_tasks)
-    seen = set()
-    for i, episode in enumerate(record["episodes"]):
-        key = (episode["task"], episode["seed"], episode["episode"])
-        name = f"{where}: episodes[{i}] (task {key[0]}, seed {key[1]}, episode {key[2]})"
-        if key not in expected:
-            raise ResultError(f"{name} is not an episode of the unit")
-        if key in seen:
-            raise ResultError(f"{name} is duplicated")
-        seen.add(key)
-        if episode["phase"] != expected[key]:
-            raise ResultError(f"{name}: phase {episode['phase']!r}, expected {expected[key]!r}")
-        if episode["length"] > horizon:
-            raise ResultError(f"{name}: length {episode['length']} exceeds the horizon {horizon}")
-        if not math.isfinite(episode["return"]):
-            raise ResultError(f"{name}: return is not finite")
-    missing = sorted(set(expected) - seen)
-    if missing:
-        t, s, k = missing[0]
-        raise ResultError(f"{where}: episodes: {len(missing)} missing (first: task {t}, seed {s}, episode {k})")
+    problem = _episode_problem(unit, seeds, record["episodes"], n_tasks, horizon)
+    if problem:
+        raise ResultError(f"{where}: {problem}")
     computed = score_episodes(unit, seeds, record["episodes"], references)
     for field, value in computed.items():
         found = _mismatch(record[field], value, field)
         if found:
             raise ResultError(f"{where}: {found}")
+
+
+def _episode_problem(unit: Unit, seeds, episodes: list[dict], n_tasks: int, horizon: int) -> Optional[str]:
+    """What is wrong with a unit's episodes, or None: the first episode (in list order) that is
+    not one of the unit's, repeats an earlier one, has the wrong phase, runs past the horizon or
+    has a non-finite return; else the episodes the unit should have and lacks. One array per
+    field, each check over all episodes at once."""
+    seed_values = np.array(list(seeds), dtype=np.float64)
+    online = unit.kind.base == "online"
+    per_seed = unit.explore_episodes + unit.episodes if online else unit.episodes
+    task, seed, index, length, returns = (np.array([e[key] for e in episodes], dtype=np.float64)
+                                          for key in ("task", "seed", "episode", "length", "return"))
+    scored = np.array([e["phase"] == "score" for e in episodes], dtype=bool)
+    known = np.isin(task, np.arange(n_tasks)) & np.isin(seed, seed_values) & np.isin(index, np.arange(per_seed))
+    seed_position = np.argmax(seed[:, None] == seed_values[None, :], axis=1)
+    key = np.where(known, (task * len(seed_values) + seed_position) * per_seed + index,
+                   -1.0 - np.arange(len(episodes)))  # an unknown episode: a key of its own
+    repeated = np.ones(len(episodes), dtype=bool)
+    repeated[np.unique(key, return_index=True)[1]] = False  # every key's first episode is no repeat
+    should_score = ~(online & (index < unit.explore_episodes))
+    checks = [  # in this order for each episode: what is wrong with episode i, the first found
+        (~known, lambda i: " is not an episode of the unit"),
+        (repeated, lambda i: " is duplicated"),
+        (known & (scored != should_score),
+         lambda i: f": phase {episodes[i]['phase']!r}, expected {'score' if should_score[i] else 'explore'!r}"),
+        (length > horizon, lambda i: f": length {episodes[i]['length']} exceeds the horizon {horizon}"),
+        (~np.isfinite(returns), lambda i: ": return is not finite"),
+    ]
+    bad = np.flatnonzero(np.logical_or.reduce([failed for failed, _ in checks]))
+    if len(bad):
+        i = int(bad[0])
+        e = episodes[i]
+        what = next(message for failed, message in checks if failed[i])
+        return f"episodes[{i}] (task {e['task']}, seed {e['seed']}, episode {e['episode']}){what(i)}"
+    expected = expected_episodes(unit, seeds, n_tasks)
+    if len(episodes) == len(expected):  # each one of the unit's, none twice: all there
+        return None
+    missing = sorted(set(expected) - {(e["task"], e["seed"], e["episode"]) for e in episodes})
+    t, s, k = missing[0]
+    return f"episodes: {len(missing)} missing (first: task {t}, seed {s}, episode {k})"
 
 
 def verify(result: dict, suite) -> None:

@@ -8,6 +8,12 @@ ALL_IDS = list(bitr_envs.ENVS)
 
 
 @pytest.fixture(autouse=True)
+def _own_check_cache(tmp_path_factory, monkeypatch):
+    """Each test starts with an empty cache of checked result files, never the user's."""
+    monkeypatch.setenv("BITR_CACHE_DIR", str(tmp_path_factory.mktemp("bitr-cache")))
+
+
+@pytest.fixture(autouse=True)
 def _quiet_gymnasium_checker():
     # Gymnasium warns about unbounded Box observations (every MuJoCo env has them).
     with warnings.catch_warnings():

@@ -10,6 +10,7 @@ from test_leaderboard import add, make_result, no_local_data, table  # noqa: F40
 
 from bitr_envs.registry import ENVS
 from bitr_eval import stats
+from bitr_eval.check_cache import board_record
 from bitr_eval.cli import build_parser, main
 from bitr_eval.entry_stats import entry_view
 from bitr_eval.filing import filed
@@ -40,6 +41,43 @@ def test_the_interval_covers_the_spread_between_runs_not_between_tasks():
     assert stats.summarize_runs(identical)["mean_ci95"] == [pytest.approx(50.0)] * 2
     with pytest.raises(ValueError, match="at least 2 runs"):
         stats.summarize_runs(tasks[None, :])
+
+
+def scipy_interval(scores: np.ndarray, statistic, seed: int) -> list[float]:
+    """The interval as bitr-bench computed it before its bootstrap was vectorised (the result
+    files on the board were written with it): scipy.stats.bootstrap, one sample per task."""
+    from scipy import stats as scipy_stats
+
+    if scores.shape[1] < 2:
+        scores = scores.T
+
+    def pooled(*tasks, axis):
+        return statistic(np.concatenate(tasks, axis=axis), axis=axis)
+
+    result = scipy_stats.bootstrap(tuple(scores), pooled, vectorized=True, n_resamples=stats.RESAMPLES,
+                                   confidence_level=stats.CONFIDENCE, method="percentile",
+                                   random_state=np.random.default_rng(seed))
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
+def test_the_vectorised_bootstrap_gives_scipys_intervals():
+    """A synthetic entry (3 runs of 30 tasks; a unit of 10 tasks x 3 seeds; one seed per task):
+    every interval end is the one scipy.stats.bootstrap gives with the same seed, far inside
+    the bootstrap's own noise (the spread of the ends over seeds, measured here too; on the
+    committed board it is stated in docs/evaluation.md)."""
+    rng = np.random.default_rng(7)
+    entry = rng.normal(50, 15, size=(3, 30)) + np.linspace(0, 40, 30)
+    cases = [(entry.T, stats.summarize_runs(entry)), (entry[:, :10].T, stats.summarize_runs(entry[:, :10]))]
+    for scores in (rng.normal(40, 10, size=(10, 3)), rng.normal(40, 10, size=(12, 1))):
+        cases.append((scores, stats.summarize(scores)))
+    for scores, summary in cases:
+        for key, statistic in (("mean", np.mean), ("iqm", stats.iqm)):
+            ends = np.array([scipy_interval(scores, statistic, seed) for seed in range(5)])
+            noise = ends.std(axis=0, ddof=1)
+            assert np.all(noise > 0.01)  # the ends do move with the seed...
+            assert np.abs(np.array(summary[f"{key}_ci95"]) - ends[0]).max() < 1e-9  # ...these do not
+            assert np.all(np.abs(np.array(summary[f"{key}_ci95"]) - ends[0]) < noise / 1000)
+            assert summary[key] == pytest.approx(float(statistic(scores.ravel())), rel=1e-12)
 
 
 # Entries of several runs ----------------------------------------------------------------------
@@ -92,13 +130,13 @@ def test_entry_statistics_resample_runs(tmp_path):
     close, far = runs("close", [49.0, 50.0, 51.0]), runs("far", [20.0, 50.0, 80.0])
     width = {}
     for name, entry in (("close", close), ("far", far)):
-        view = entry_view(name, entry)
+        view = entry_view(name, [board_record(run) for run in entry])
         low, high = view["protocols"]["offline-iid"]["mean_ci95"]
         width[name] = high - low
         assert view["protocols"]["offline-iid"]["mean"] == pytest.approx(50.0)
         assert [u["summary"]["mean"] for u in view["units"]] == [pytest.approx(50.0)] * 3
     assert width["close"] < 3 < 10 < width["far"]
-    single = entry_view("one", runs("one", [50.0]))
+    single = entry_view("one", [board_record(run) for run in runs("one", [50.0])])
     assert single["protocols"]["offline-iid"] == make_result("one", 50.0)["aggregates"]["protocols"]["offline-iid"]
     assert single["drop"] == {"value": 0.0, "ci95": None}
 

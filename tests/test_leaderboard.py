@@ -235,6 +235,46 @@ def test_add_refuses_a_result_that_does_not_follow(tmp_path, capsys, spoil, reas
     assert filed(tmp_path) == []
 
 
+@pytest.mark.parametrize("spoil", [
+    lambda r: r["units"][1]["episodes"][3].update(task=-1),
+    lambda r: r["units"][1]["episodes"][3].update(task="a"),
+    lambda r: r["units"][1]["episodes"][3].update(task=2.5),
+    lambda r: r["units"][1]["episodes"][3].update(task=True),
+    lambda r: r["units"][1]["episodes"][3].update(task=2.0),  # an integer to JSON Schema: valid
+    lambda r: r["units"][1]["episodes"][3].update(length=0),
+    lambda r: r["units"][1]["episodes"][3].update(episode=-10**400),
+    lambda r: r["units"][1]["episodes"][3].update(phase="x"),
+    lambda r: r["units"][1]["episodes"][3].update(success=1),
+    lambda r: r["units"][1]["episodes"][3].update({"return": None}),
+    lambda r: r["units"][1]["episodes"][3].pop("seed"),
+    lambda r: r["units"][1]["episodes"].__setitem__(3, [1]),
+    lambda r: r["units"][1]["episodes"][3].update(task=-1, phase="x"),
+    lambda r: r["units"][0]["scores"][2].__setitem__(0, "x"),
+    lambda r: r["units"][0]["scores"].__setitem__(2, 5),
+    lambda r: r["units"][0].update(status="done"),
+])
+def test_the_episode_arrays_are_checked_as_json_schema_would(spoil):
+    """`validate` checks the episodes and scores column by column, not with jsonschema's walk:
+    the same verdict and the same message as jsonschema on the whole SCHEMA."""
+    import jsonschema
+
+    from bitr_eval.results import SCHEMA, ResultError
+
+    result = make_result("mine")
+    spoil(result)
+    try:
+        jsonschema.validate(result, SCHEMA)
+        expected = None
+    except jsonschema.ValidationError as err:
+        expected = f"invalid result at {'/'.join(map(str, err.absolute_path))}: {err.message}"
+    try:
+        validate(result)
+        found = None
+    except ResultError as err:
+        found = str(err)
+    assert found == expected
+
+
 def rescored(result: dict) -> dict:
     """The result with every score, summary and aggregate recomputed honestly from its episodes
     and (possibly changed) references: a careful forgery."""
@@ -378,6 +418,72 @@ def test_render_skips_and_warns_about_invalid_and_old_files(tmp_path, capsys):
     assert "good" in readme and "outdated" not in readme and "old one" not in readme
 
 
+def counting_verify(monkeypatch) -> list:
+    """Count the full checks of a result's numbers (`scoring.verify`, as the checks call it)."""
+    from bitr_eval import checks
+
+    calls, real = [], checks.verify
+
+    def verify(result, suite):
+        calls.append(result["submission"]["name"])
+        real(result, suite)
+
+    monkeypatch.setattr(checks, "verify", verify)
+    return calls
+
+
+def test_render_does_not_check_unchanged_files_again(tmp_path, monkeypatch):
+    """A file is checked in full when it is filed; renders read what that check kept of its
+    bytes. Another cache (other checking code, another machine) checks it again."""
+    calls = counting_verify(monkeypatch)
+    assert add(tmp_path, make_result("first")) == 0 and add(tmp_path, make_result("second", 60.0)) == 0
+    assert calls == ["first", "second"]  # each new file once; "first" was read from the cache by the second add
+    readme = (tmp_path / "board" / "README.md")
+    for _ in range(2):
+        assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    assert calls == ["first", "second"]
+    assert "| 1 | second |" in readme.read_text() and "| 2 | first |" in readme.read_text()
+    monkeypatch.setenv("BITR_CACHE_DIR", str(tmp_path / "another-cache"))
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    assert sorted(calls) == ["first", "first", "second", "second"]
+
+
+def test_a_file_edited_after_filing_is_refused(tmp_path, capsys):
+    """The cache is keyed by the file's bytes: an edited file misses it and is checked in full."""
+    assert add(tmp_path, make_result("honest")) == 0
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    run = tmp_path / "board" / "results" / "tiny" / "honest" / "run-1.json"
+    result = json.loads(run.read_text())
+    result["units"][1]["episodes"][7]["return"] += 30.0
+    run.write_text(json.dumps(result))
+    capsys.readouterr()
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    warnings = capsys.readouterr().err
+    assert f"skipped entry {run.parent}: {run}: unit point-robot-sparse/test/offline-ood: scores[7][0]" in warnings
+    assert "honest" not in (tmp_path / "board" / "README.md").read_text()
+
+
+def test_what_may_change_on_this_machine_is_checked_on_every_render(tmp_path, capsys, monkeypatch):
+    """A cached file still meets the pins of today (and the local datasets, and the suites)."""
+    assert add(tmp_path, make_result("mine")) == 0
+    dataset_id = suite("tiny").units[0].context_dataset
+    monkeypatch.setattr(storage, "pins", lambda: {dataset_id: {"data_sha256": HASH, "content_sha256": "c" * 64}})
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    assert "the benchmark pins cccccccccccc..." in capsys.readouterr().err
+
+
+def test_a_damaged_cache_is_checked_again(tmp_path, monkeypatch):
+    calls = counting_verify(monkeypatch)
+    assert add(tmp_path, make_result("mine")) == 0
+    from bitr_eval.check_cache import cache_root
+
+    damaged = list(cache_root().rglob("*.json"))
+    assert len(damaged) == 1
+    damaged[0].write_text("{not json")
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    assert calls == ["mine", "mine"] and "mine" in (tmp_path / "board" / "README.md").read_text()
+
+
 def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_path):
     """Every filed number recomputed and every checksum pinned; the committed README, web page,
     figures and the results page's tables are what `bitr leaderboard render --results-page` makes of them."""
@@ -397,6 +503,32 @@ def test_the_committed_board_passes_every_check_and_its_pages_are_current(tmp_pa
     assert sorted(p.name for p in (root / "leaderboard" / "plots").iterdir()) == sorted(p.name for p in plots.iterdir())
     for plot in plots.iterdir():
         assert plot.read_text() == (root / "leaderboard" / "plots" / plot.name).read_text()
+
+
+def test_a_board_of_your_own_leaves_the_repository_as_it_is(tmp_path, monkeypatch):
+    """The main job's last commands (README): `add --dir runs/board` and `render --dir runs/board`
+    file and draw a board in the user's folder; the repository's board and its results page are
+    untouched (and runs/ is ignored by git). Only the repository's own board refreshes the page."""
+    import pathlib
+
+    root = pathlib.Path(__file__).parent.parent
+    assert "/runs/" in (root / ".gitignore").read_text().split()
+    repository = tmp_path / "repo"
+    (repository / "docs").mkdir(parents=True)
+    shutil.copy(root / "docs" / "results.md", repository / "docs" / "results.md")
+    file_entry(repository / "leaderboard", "theirs", make_result("theirs"))
+    before = {p: p.read_bytes() for p in repository.rglob("*") if p.is_file()}
+    (tmp_path / "result.json").write_text(json.dumps(make_result("BITR (quick, yours)", 70.0)))
+    monkeypatch.chdir(repository)
+    for board in ("runs/board", "board"):  # below the repository's root or beside its docs/
+        assert main(["leaderboard", "add", str(tmp_path / "result.json"), "--dir", board, "--replace"]) == 0
+        assert main(["leaderboard", "render", "--dir", board]) == 0
+        assert "BITR (quick, yours)" in (repository / board / "README.md").read_text()
+        assert (repository / board / "plots" / "tiny.svg").is_file()
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (repository / "leaderboard" / "README.md").exists()
+    assert main(["leaderboard", "render"]) == 0  # the repository's own board: its page too
+    assert "theirs" in (repository / "docs" / "results.md").read_text()
 
 
 def test_the_results_page_needs_its_table_block(tmp_path):
@@ -525,6 +657,7 @@ def test_raw_returns_count_scored_episodes_only():
     """The raw-return table (what the peers' papers report) leaves out online exploration."""
     import pathlib
 
+    from bitr_eval.check_cache import board_record
     from bitr_eval.entry_stats import entry_view
 
     path = pathlib.Path(__file__).parent.parent / "leaderboard" / "results" / "quick" / "bitr-quick" / "run-1.json"
@@ -533,5 +666,5 @@ def test_raw_returns_count_scored_episodes_only():
     scored = [e["return"] for e in online["episodes"] if e["phase"] == "score"]
     explored = [e["return"] for e in online["episodes"] if e["phase"] == "explore"]
     assert scored and explored and np.mean(scored) != np.mean(scored + explored)
-    view = entry_view("BITR", [run])
+    view = entry_view("BITR", [board_record(run)])
     assert next(u for u in view["units"] if u["protocol"] == "online")["raw_return"] == pytest.approx(np.mean(scored))
