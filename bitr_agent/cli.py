@@ -98,14 +98,16 @@ def evaluation_hint(out: str, env_id: str, cfg: Config, profile: str) -> str:
 
 def suggested_suite(env_id: str, dataset_id: str, profile: str):
     """The evaluation suite that matches a run: one that has this env on data of this size
-    (tiny/lite/full), preferring the suite named like the profile, then the smallest."""
+    (tiny/lite/full), preferring the current (-v1) suite named like the profile, then the one of
+    that name, then the smallest current one (or, with none, the smallest)."""
     from bitr_eval.suites import SUITES
 
     size = dataset_id.rsplit("-", 2)[-2] if dataset_id.count("-") >= 2 else ""
     fits = [s for s in SUITES.values() if any(u.env_id == env_id and u.profile == size for u in s.units)]
     if not fits:
         return None
-    return next((s for s in fits if s.name == profile), min(fits, key=lambda s: len(s.units)))
+    named = [s for name in (f"{profile}-v1", profile) for s in fits if s.name == name]
+    return named[0] if named else min(fits, key=lambda s: (not s.name.endswith("-v1"), len(s.units)))
 
 
 def _sweep(args) -> int:

@@ -353,12 +353,13 @@ def test_config_flags_from_the_dataclass():
 
 
 def test_the_suggested_suite_matches_the_run():
-    assert suggested_suite(ENV, "bitr/point-robot-sparse/train-iid-lite-v0", "quick").name == "quick"
-    assert suggested_suite(ENV, "bitr/point-robot-sparse/train-iid-lite-v0", "lite").name == "lite"
-    # no quick suite has Cheetah-Vel: the smallest suite that has it on lite data
-    assert suggested_suite("bitr/CheetahVel-v0", "bitr/cheetah-vel/train-iid-lite-v0", "quick").name == "lite-core"
-    assert suggested_suite(ENV, TRAIN, "quick").name == "tiny"
-    assert suggested_suite("bitr/HopperParam-v0", "bitr/hopper-param/train-iid-lite-v0", "lite") is None
+    assert suggested_suite(ENV, "bitr/point-robot-sparse/train-iid-lite-v0", "quick").name == "quick-v1"
+    assert suggested_suite(ENV, "bitr/point-robot-sparse/train-iid-lite-v0", "lite").name == "lite-v1"
+    # no quick suite has Cheetah-Vel: the smallest current suite that has it on lite data
+    assert suggested_suite("bitr/CheetahVel-v0", "bitr/cheetah-vel/train-iid-lite-v0", "quick").name == "lite-core-v1"
+    assert suggested_suite(ENV, TRAIN, "quick").name == "tiny-v1"
+    assert suggested_suite("bitr/HopperParam-v0", "bitr/hopper-param/train-iid-lite-v0", "lite").name == "lite-more-v1"
+    assert suggested_suite("bitr/HopperParam-v0", "bitr/hopper-param/train-iid-tiny-v0", "tiny") is None
 
 
 def test_the_command_trains_the_named_algo_and_names_a_suite(minari_root, tmp_path, capsys):
@@ -376,8 +377,8 @@ def test_the_hint_names_the_factory_and_only_the_runs_family():
     """A privileged method's factory; a suite with more families than the run: only its own units."""
     cfg = from_profile("lite", algo="oracle_task", dataset="bitr/cheetah-vel/train-iid-lite-v0", seed=1)
     assert evaluation_hint("runs/o", "bitr/CheetahVel-v0", cfg, "lite") == (
-        "evaluate it with: bitr evaluate --agent bitr_agent:load_privileged --checkpoint runs/o --suite lite "
-        "--out runs/o/result-lite.json --name 'oracle_task seed 1' --env bitr/CheetahVel-v0")
+        "evaluate it with: bitr evaluate --agent bitr_agent:load_privileged --checkpoint runs/o --suite lite-v1 "
+        "--out runs/o/result-lite-v1.json --name 'oracle_task seed 1' --env bitr/CheetahVel-v0")
 
 
 def test_every_peer_class_is_registered():
