@@ -368,8 +368,8 @@ def test_the_command_trains_the_named_algo_and_names_a_suite(minari_root, tmp_pa
                  "--sac-iterations", "2", "--width", "16", "--hidden", "16", "--task-batch", "4",
                  "--context-size", "8", "--batch-per-task", "4", "--log-every", "2"]) == 0
     hint = capsys.readouterr().out.splitlines()[-1]  # the sweep's result file and name for this run
-    assert hint == (f"evaluate it with: bitr evaluate --agent bitr_agent:load --checkpoint {out} --suite tiny "
-                    f"--out {out}/result-tiny.json --name 'focal seed 0'")
+    assert hint == (f"evaluate it with: bitr evaluate --agent bitr_agent:load --checkpoint {out} --suite tiny-v1 "
+                    f"--out {out}/result-tiny-v1.json --name 'focal seed 0'")
     assert torch.load(out / "agent.pt", weights_only=True)["algo"] == "focal"
 
 
