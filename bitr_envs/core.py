@@ -103,6 +103,20 @@ class MetaTaskMixin:
             raise ValueError(f"Unknown split {split!r}: use one of {list(table)}.")
         return table[split]
 
+    @classmethod
+    def sealed_tasks(cls, split: str, draw: int) -> tuple[Mapping[str, Any], ...]:
+        """The tasks of `split` in a secret draw: the same distributions and counts as the public
+        split, drawn from `draw` instead of `task_seed` (sealed evaluation: tasks that no
+        submission can know in advance)."""
+        cls.split_tasks(split)  # an unknown split: the same error
+        with _TASK_TABLE_LOCK:
+            return _drawn_table(cls, draw)[split]
+
+    def redraw_tasks(self, draw: int) -> None:
+        """Play the secret draw's tasks of this env's split from now on (task 0 first)."""
+        self.tasks = self.sealed_tasks(self.split, draw)
+        self._set_task(0)
+
     def _init_tasks(self, split: str, task: TaskChoice = None) -> None:
         self.split = split
         self.tasks = self.split_tasks(split)
@@ -211,7 +225,11 @@ class MetaTaskMixin:
 _TASK_TABLE_LOCK = threading.RLock()
 
 
-@functools.cache
 def _task_table(cls) -> dict[str, tuple[Mapping[str, Any], ...]]:
-    drawn = cls.draw_tasks(np.random.default_rng(cls.task_seed))
+    return _drawn_table(cls, cls.task_seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _drawn_table(cls, seed: int) -> dict[str, tuple[Mapping[str, Any], ...]]:
+    drawn = cls.draw_tasks(np.random.default_rng(seed))
     return {split: tuple(_freeze(p) for p in drawn[split]) for split in SPLITS if split in drawn}

@@ -55,9 +55,10 @@ class MetaWorldTaskEnv(MetaTaskMixin, EzPickle, MetaWorldML1Env):
 
     @classmethod
     def draw_tasks(cls, rng):
-        # Meta-World draws its goals from the global np.random seeded with our seed (it
-        # restores the global state afterwards); `rng` is not needed.
-        ml1 = metaworld.ML1(cls.env_name, seed=cls.task_seed)
+        # Meta-World draws its goals from the global np.random seeded with a seed of ours (it
+        # restores the global state afterwards): the seed `rng` was made from (`task_seed` for
+        # the public splits, the secret draw for sealed ones).
+        ml1 = metaworld.ML1(cls.env_name, seed=int(rng.bit_generator.seed_seq.entropy))
 
         def params(task):
             rand_vec = pickle.loads(task.data)["rand_vec"]  # Meta-World's own task record

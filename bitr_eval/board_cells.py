@@ -54,6 +54,8 @@ def drop_value(view: dict):
 def runs_text(view: dict) -> str:
     """The number of training runs, and whether a maintainer's re-play matched the filed returns."""
     text = SINGLE if view["runs"] == 1 else str(view["runs"])
+    if view.get("sealed"):
+        text += "; sealed"
     if view["isolation"] != "bwrap":
         text += "; weaker sandbox"
     verification = view.get("verification")

@@ -8,6 +8,10 @@ reference returns (`bitr_eval.scoring.verify`); those references equal the local
 where they are present; the dataset checksums equal the pinned ones where the benchmark pins
 them, and every other filed result's (`check_dataset_hashes`). The runs of one board entry
 must be the same agent (`check_runs`).
+
+A sealed result (`bitr_eval.sealed`) read other datasets than the pinned ones: only the holder
+of its key can check them (`check_sealed_data`, when it is filed); on every later read its
+numbers are still recomputed from its episodes and references.
 """
 
 from __future__ import annotations
@@ -24,14 +28,37 @@ def check(result: dict) -> None:
     whose numbers do not follow from its episodes and references."""
     _check_suite(result)
     verify(result, SUITES[result["suite"]["name"]])  # every score, summary and aggregate from the episodes
-    _check_datasets(result)
+    if not result.get("sealed"):
+        _check_datasets(result)
 
 
 def recheck(record: dict) -> None:
     """Refuse a result accepted before (its board record, `bitr_eval.check_cache`) that fails
     what may have changed since: the suite's definition, the pins, the local datasets."""
     _check_suite(record)
-    _check_datasets(record)
+    if not record.get("sealed"):
+        _check_datasets(record)
+
+
+def check_sealed_data(result: dict, seal) -> None:
+    """Refuse a sealed result whose key is not `seal` (None: no key given), or whose datasets
+    and references are not those the key's datasets give (built first where missing)."""
+    from bitr_envs.datasets.storage import file_hashes, minari_root_at
+    from bitr_eval.sealed import prepare
+
+    key_sha256 = result["sealed"]["key_sha256"]
+    if seal is None or seal.key_sha256 != key_sha256:
+        raise ResultError(f"a sealed result (key sha256 {key_sha256[:12]}...): only that key's holder can check its "
+                          "data; file it with --sealed KEYFILE" + ("" if seal is None else ", the key it was scored with"))
+    suite = SUITES[result["suite"]["name"]]
+    prepare(seal, {d: u.env_id for u in suite.units for d in (u.context_dataset, u.reference_dataset) if d})
+    with minari_root_at(seal.root):
+        _check_local_references(result)
+        check_dataset_hashes([result])
+        hashes = {d["id"]: d for unit in result["units"] for d in unit["datasets"]}
+        for dataset_id, dataset in hashes.items():
+            if dataset != {"id": dataset_id, **file_hashes(dataset_id)}:
+                raise ResultError(f"{dataset_id} of this result is not the key's dataset: it was scored on other data")
 
 
 def _check_suite(result: dict) -> None:

@@ -68,6 +68,7 @@ def _evaluate(args) -> int:
     from bitr_eval import evaluate, suite
     from bitr_eval.runner import planned_episodes
     from bitr_eval.sandbox import ISOLATION_CHOICE, isolation_level, isolation_notice
+    from bitr_eval.sealed import read_key
 
     try:
         agent_args = json.loads(args.agent_args) if args.agent_args else {}
@@ -76,7 +77,8 @@ def _evaluate(args) -> int:
     if not isinstance(agent_args, dict):
         raise ValueError("--agent-args must be a JSON object, e.g. '{\"temperature\": 0.5}'.")
     chosen = suite(args.suite)
-    if args.require_sandbox:
+    seal = read_key(args.sealed) if args.sealed else None
+    if args.require_sandbox or seal is not None:
         os.environ[ISOLATION_CHOICE] = "bwrap"  # here, and in every unit's worker: no fallback anywhere
     print(isolation_notice(isolation_level()), flush=True)  # before any unit; an error when required and missing
     submission = {"name": args.name or args.agent, "agent": args.agent, "checkpoint": args.checkpoint,
@@ -91,11 +93,12 @@ def _evaluate(args) -> int:
 
     try:
         result = evaluate(chosen, submission, args.out, jobs=args.jobs, executor=args.executor, progress=progress,
-                          env_ids=args.envs)
+                          env_ids=args.envs, seal=seal)
     finally:
         if bar is not None:
             bar.close()
-    print(f"\n{submission['name']} on the {chosen.name} suite (normalised score: 0 = random, 100 = expert); "
+    sealed = f", sealed (key sha256 {seal.key_sha256[:12]}...)" if seal else ""
+    print(f"\n{submission['name']} on the {chosen.name} suite{sealed} (normalised score: 0 = random, 100 = expert); "
           f"result file {args.out}\n")
     print_result(result)
     missing = len(chosen.units) - len(result["units"])
@@ -107,8 +110,10 @@ def _evaluate(args) -> int:
 
 def _leaderboard_add(args) -> int:
     from bitr_eval.filing import add
+    from bitr_eval.sealed import read_key
 
-    target = add(args.results, args.dir, name=args.name, replace=args.replace)
+    seal = read_key(args.sealed) if args.sealed else None
+    target = add(args.results, args.dir, name=args.name, replace=args.replace, seal=seal)
     runs = len(args.results)
     print(f"{', '.join(args.results)}: accepted, filed as {target} ({runs} run{'s' if runs > 1 else ''})")
     return 0
@@ -162,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--out", required=True, help="result file; an existing one is resumed")
     evaluation.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="units run at once")
     evaluation.add_argument("--executor", default="local", choices=["local", "ray"])
+    evaluation.add_argument("--sealed", metavar="KEYFILE",
+                            help="score on tasks, context data and start states drawn from this secret key (a "
+                            "maintainer's file of 16+ random bytes) instead of the public test split; needs bubblewrap; "
+                            "the result records the key's sha256 only")
     evaluation.add_argument("--require-sandbox", action="store_true",
                             help="stop before any unit unless bubblewrap can sandbox the agent (no plain-process "
                             "fallback)")
@@ -177,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the leaderboard folder (default: leaderboard; a folder of your own, such as "
                         "runs/board, leaves the repository's board as it is)")
     filing.add_argument("--replace", action="store_true", help="replace the filed entry of that name")
+    filing.add_argument("--sealed", metavar="KEYFILE", help="the key sealed results were scored with: their data is "
+                        "checked against the key's datasets (built where missing)")
     filing.set_defaults(func=_leaderboard_add)
     rendering = commands.add_parser("render", help="write README.md, index.html and plots/<suite>.svg from the "
                                     "filed results (and, for the repository's board, docs/results.md's tables)")

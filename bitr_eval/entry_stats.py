@@ -37,7 +37,9 @@ def entry_view(name: str, runs: list[dict]) -> dict:
             "runs": len(runs), "suite": suite.name, "started": max(r["started"] for r in runs),
             "protocols": {}, "units": [],
             # the weakest sandbox any unit ran in: only "bwrap" keeps the datasets and files out of reach
-            "isolation": "bwrap" if all(u.get("isolation") == "bwrap" for r in runs for u in r["units"]) else "process"}
+            "isolation": "bwrap" if all(u.get("isolation") == "bwrap" for r in runs for u in r["units"]) else "process",
+            # scored on a maintainer's secret tasks (bitr_eval.sealed): its runs are all sealed or all public
+            "sealed": bool(runs[0].get("sealed"))}
     for protocol in suite.protocols:
         units = [u for u in suite.units if u.protocol == protocol]
         if many:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from bitr_envs.files import write_json_atomic
 from bitr_eval.check_cache import board_record, cached_record, remember
-from bitr_eval.checks import check, check_dataset_hashes, check_runs, recheck
+from bitr_eval.checks import check, check_dataset_hashes, check_runs, check_sealed_data, recheck
 from bitr_eval.results import OldSchemaError, ResultError, file_bytes, load_result, read_result
 
 RESULTS = "results"  # the filed entries, one folder per suite
@@ -125,10 +125,11 @@ def load_entry(folder: Path, episodes: bool = False) -> dict:
             "verification": json.loads(verification.read_text()) if verification.exists() else None}
 
 
-def add(paths, directory: str | Path = "leaderboard", name: str | None = None, replace: bool = False) -> Path:
+def add(paths, directory: str | Path = "leaderboard", name: str | None = None, replace: bool = False,
+        seal=None) -> Path:
     """Check the result files `paths` (the training runs of one agent) against the board and file
     copies of them as one entry named `name` (default: the runs' common submission name); return
-    the entry's folder."""
+    the entry's folder. Sealed results are checked against the datasets of `seal`, their key."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise ResultError("no result file given")
@@ -137,6 +138,14 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
         for path in paths:
             runs.append(load_checked(Path(path)))
             bar.update()
+    if len({bool(r.get("sealed")) for r in runs}) > 1:
+        raise ResultError("an entry's runs are all sealed or all public: file them as two entries")
+    for path, run in zip(paths, runs):
+        if run.get("sealed"):
+            try:
+                check_sealed_data(run, seal)
+            except ResultError as err:
+                raise ResultError(f"{path}: {err}") from None
     check_runs(runs)
     if name is None:
         names = {r["submission"]["name"] for r in runs}

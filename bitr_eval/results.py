@@ -128,6 +128,9 @@ SCHEMA = {
         "started": {"type": "string"},
         "wall_seconds": _number,
         "units": {"type": "array", "items": _unit},
+        "sealed": {"oneOf": [{"type": "null"}, {  # scored on a key's secret tasks (bitr_eval.sealed)
+            "type": "object", "required": ["key_sha256"], "additionalProperties": False,
+            "properties": {"key_sha256": _sha256}}]},
         "aggregates": {
             "type": "object",
             "properties": {

@@ -24,6 +24,7 @@ results written as units finish.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -37,11 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
+from bitr_envs.datasets.storage import minari_root_at
 from bitr_envs.files import write_json_atomic
 from bitr_eval.agents import is_privileged
 from bitr_eval.results import SCHEMA_VERSION, load_result, read_training
 from bitr_eval.sandbox import LOG_LIMIT, Limits, isolation_level, refuse_linked_folder, save_log
 from bitr_eval.scoring import aggregates, unit_record
+from bitr_eval.sealed import Seal, prepare
 from bitr_eval.suites import Suite, Unit
 from bitr_eval.text import printable
 from bitr_eval.worker import STARTUP_LIMIT_S, check_paths, check_play_order, play_order, worker_main
@@ -68,11 +71,12 @@ def unit_limits(suite: Suite, unit: Unit) -> Limits:
 
 def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, progress: Progress = None,
              isolation: Optional[str] = None, limits: Optional[Limits] = None,
-             order: Optional[list[list[int]]] = None) -> dict:
+             order: Optional[list[list[int]]] = None, sealing: Optional[dict] = None) -> dict:
     """Play one unit in a fresh worker process (the agent in its sandbox beside it) and return
     its result record, with the agent's captured output under "agent_log". `order`: the
     [task, seed] blocks to play, as a re-play follows a filed unit's; by default a secret one
-    (`worker.play_order`)."""
+    (`worker.play_order`). `sealing`: a sealed evaluation's task draw and start-state salt
+    (`Seal.unit_sealing`), its datasets in the Minari root the caller has set."""
     from bitr_envs.registry import entry
 
     started = time.monotonic()
@@ -84,7 +88,7 @@ def run_unit(unit: Unit, seeds, submission: dict, episode_time_limit_s: float, p
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=worker_main, daemon=True,
                               args=(sender, unit, tuple(seeds), submission, isolation, limits, episode_time_limit_s,
-                                    order))
+                                    order, sealing))
     process.start()
     sender.close()
     episodes, failure, logs = [], None, []
@@ -155,7 +159,8 @@ def _hardware() -> dict:
             "cpus": os.cpu_count() or 1, "system": platform.system()}
 
 
-def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_done, progress, isolation: str):
+def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_done, progress, isolation: str,
+               seal: Optional[Seal] = None):
     all_limits = [unit_limits(suite, u) for u in units]  # before any unit starts: an error here loses no episodes
     if executor == "local":
         lock = threading.Lock()
@@ -167,7 +172,7 @@ def _run_units(units, suite: Suite, submission, jobs: int, executor: str, on_don
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(run_unit, u, suite.seeds, submission, suite.episode_time_limit_s, safe_progress,
-                                   isolation, limits)
+                                   isolation, limits, None, seal and seal.unit_sealing(u.env_id))
                        for u, limits in zip(units, all_limits)]
             for future in futures:
                 record = future.result()
@@ -205,11 +210,18 @@ def selected_units(suite: Suite, env_ids: Sequence[str] | None = None) -> list[U
 
 
 def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, executor: str = "local",
-             progress: Progress = None, env_ids: Sequence[str] | None = None) -> dict:
+             progress: Progress = None, env_ids: Sequence[str] | None = None, seal: Optional[Seal] = None,
+             echo=print) -> dict:
     """Run (or resume) `suite` (or only its units of `env_ids`) for `submission` and write the
-    result file `out`."""
+    result file `out`; with `seal`, on the key's secret tasks, data and start states."""
     submission = {"checkpoint": None, "agent_args": {}, **submission}
     isolation = isolation_level()  # checked once for the run
+    if seal is not None:
+        if executor != "local":
+            raise ValueError("a sealed evaluation runs with --executor local: its datasets are in this machine's cache")
+        if isolation != "bwrap":
+            raise ValueError("a sealed evaluation needs the bubblewrap sandbox (apt-get install bubblewrap): an agent "
+                             "outside it could read the key's datasets")
     check_paths(submission, isolation)
     submission["privileged"] = is_privileged(submission, isolation)
     training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says
@@ -225,11 +237,13 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
         "versions": _versions(), "hardware": _hardware(),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": 0.0, "units": [], "aggregates": {},
+        "sealed": None if seal is None else {"key_sha256": seal.key_sha256},
     }
     previous_seconds = 0.0
     if out.exists():
         previous = load_result(out)
-        same = (previous["submission"] == submission and previous["suite"]["fingerprint"] == suite.fingerprint())
+        same = (previous["submission"] == submission and previous["suite"]["fingerprint"] == suite.fingerprint()
+                and previous.get("sealed") == result["sealed"])
         if not same:
             raise ValueError(f"{out} holds a run of another submission or suite: choose another --out.")
         result["units"] = [u for u in previous["units"] if u["status"] == "ok"]
@@ -252,15 +266,20 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
         result["wall_seconds"] = round(previous_seconds + time.monotonic() - started_clock, 3)
         write_json_atomic(out, result)
 
-    _check_datasets(dict.fromkeys(d for u in todo for d in (u.context_dataset, u.reference_dataset) if d))
-    _run_units(todo, suite, submission, jobs, executor, on_done, progress, isolation)
+    wanted = {d: u.env_id for u in todo for d in (u.context_dataset, u.reference_dataset) if d}
+    if seal is not None:
+        prepare(seal, wanted, jobs=max(1, jobs), echo=echo)
+    with minari_root_at(seal.root) if seal is not None else contextlib.nullcontext():
+        _check_datasets(dict.fromkeys(wanted), sealed=seal is not None)
+        _run_units(todo, suite, submission, jobs, executor, on_done, progress, isolation, seal)
     result["aggregates"] = aggregates(result["units"])
     write_json_atomic(out, result)
     return result
 
 
-def _check_datasets(dataset_ids) -> None:
-    """Refuse to start on missing datasets, or on any whose bytes are not the benchmark's."""
+def _check_datasets(dataset_ids, sealed: bool = False) -> None:
+    """Refuse to start on missing datasets, or on any whose bytes are not the benchmark's (or,
+    `sealed`, not built on a key's tasks: `sealed.prepare` checks which key)."""
     from bitr_envs.datasets import verify
     from bitr_envs.datasets.storage import exists
 
@@ -271,7 +290,7 @@ def _check_datasets(dataset_ids) -> None:
             + " ".join(missing)
             + ". Build them with `bitr datasets build " + " ".join(missing) + "`."
         )
-    problems = [p for d in dataset_ids for p in verify(d, full_read=False)]
+    problems = [p for d in dataset_ids for p in verify(d, full_read=False, sealed=sealed)]
     if problems:
         raise ValueError("The suite's datasets failed their checks: " + " ".join(problems))
 

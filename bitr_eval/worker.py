@@ -22,6 +22,7 @@ import time
 import traceback
 import zlib
 from pathlib import Path
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -123,11 +124,12 @@ class RemoteAgent:
         return self._action(reply) if then_act else None
 
 
-def start_seed(unit: Unit, seed: int, task: int, phase: str, k: int) -> int:
+def start_seed(unit: Unit, seed: int, task: int, phase: str, k: int, salt: Optional[int] = None) -> int:
     """The reset seed of the k-th `phase` episode of (task, seed). It depends on the env and
     split, not on the protocol: the scored episodes of every protocol start
-    from the same states, so the iid-to-ood drop is a paired comparison (common random numbers)."""
-    key = [seed, task, zlib.crc32(f"{unit.env_id}/{unit.split}/{phase}".encode()), k]
+    from the same states, so the iid-to-ood drop is a paired comparison (common random numbers).
+    A sealed evaluation's `salt` (from its key) makes them states no submission can know."""
+    key = [seed, task, zlib.crc32(f"{unit.env_id}/{unit.split}/{phase}".encode()), k] + ([] if salt is None else [salt])
     return int(np.random.default_rng(key).integers(2**31))
 
 
@@ -191,13 +193,15 @@ def check_play_order(order, n_tasks: int, seeds) -> list[list[int]]:
 
 
 def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limits, episode_time_limit_s: float,
-              order: list[list[int]]) -> None:
+              order: list[list[int]], sealing: Optional[dict] = None) -> None:
     """Play every (task, seed) of `unit` in `order`, each task against a fresh agent process (no
     state, count or clock carries from one task to the next); `report(kind, payload)` receives
-    each episode counted here."""
+    each episode counted here. `sealing`: the key's task draw and start-state salt."""
     from bitr_envs.datasets import load
 
     env = gym.make(unit.env_id, split=unit.split)
+    if sealing is not None:
+        env.unwrapped.redraw_tasks(sealing["task_draw"])
     online = unit.protocol == "online"
     n_episodes = unit.explore_episodes + unit.episodes if online else unit.episodes
     try:
@@ -207,7 +211,7 @@ def play_unit(unit: Unit, seeds, submission: dict, report, isolation: str, limit
             report("loaded", task)  # the supervisor's clock restarts after the read
             task_seeds = [seed for t, seed in order if t == task]
             _play_task(unit, env, task, task_seeds, context_data, n_episodes, submission, report, isolation, limits,
-                       episode_time_limit_s)
+                       episode_time_limit_s, sealing and sealing["start_salt"])
     finally:
         env.close()
 
@@ -232,7 +236,7 @@ def _start_agent(env, unit: Unit, submission: dict, isolation: str, limits, epis
 
 
 def _play_task(unit: Unit, env, task: int, seeds, context_data, n_episodes: int, submission: dict, report,
-               isolation: str, limits, episode_time_limit_s: float) -> None:
+               isolation: str, limits, episode_time_limit_s: float, salt: Optional[int]) -> None:
     """Every seed of one task against one fresh agent process, which is stopped at the end."""
     online = unit.protocol == "online"
     env_class = type(env.unwrapped)
@@ -252,7 +256,7 @@ def _play_task(unit: Unit, env, task: int, seeds, context_data, n_episodes: int,
             for episode in range(n_episodes):
                 phase = "explore" if online and episode < unit.explore_episodes else "score"
                 k = episode - unit.explore_episodes if online and phase == "score" else episode
-                obs, info = env.reset(seed=start_seed(unit, seed, task, phase, k), options={"task": task})
+                obs, info = env.reset(seed=start_seed(unit, seed, task, phase, k, salt), options={"task": task})
                 total, length, success, done = 0.0, 0, None, False  # success: where the env has it
                 action = agent.act(obs)
                 while True:
@@ -294,7 +298,7 @@ def absolute_spec(spec: str) -> str:
 
 
 def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str, limits,
-                episode_time_limit_s: float, order: list[list[int]]) -> None:
+                episode_time_limit_s: float, order: list[list[int]], sealing: Optional[dict] = None) -> None:
     """Entry point of a unit's worker process: play the unit, reporting to the supervisor over
     `connection` as JSON (the supervisor never unpickles what a unit's process sends)."""
 
@@ -303,7 +307,7 @@ def worker_main(connection, unit: Unit, seeds, submission: dict, isolation: str,
 
     become_subreaper()
     try:
-        play_unit(unit, seeds, submission, report, isolation, limits, episode_time_limit_s, order)
+        play_unit(unit, seeds, submission, report, isolation, limits, episode_time_limit_s, order, sealing)
         report("done", None)
     except AgentFault as fault:
         report("failed", str(fault))

@@ -512,3 +512,81 @@ def test_the_wire_refuses_what_it_does_not_know(frame, reason):
         return
     with pytest.raises(WireError, match=re.escape(reason)):
         _decode(header, body, FROM_AGENT)
+
+
+# Sealed evaluation ----------------------------------------------------------------------------
+
+def recognition_table(tmp_path, unit):
+    """What a submitter can make from the public data: each context row of each test task, and
+    that task's goal (the table the `recognise` agent looks its context up in)."""
+    import bitr_envs
+    from bitr_envs.datasets import load
+
+    goals = bitr_envs.tasks(unit.env_id, unit.split)
+    data = load(unit.context_dataset)
+    tasks_of: dict[tuple, set] = {}
+    for t, task in enumerate(data.tasks):
+        for row in task.observations:
+            tasks_of.setdefault(tuple(row.tolist()), set()).add(t)
+    # rows of one task only (every episode starts at the origin)
+    table = [[list(row), goals[t]["goal"].tolist()] for row, (t, *others) in tasks_of.items() if not others]
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table))
+    return str(path)
+
+
+def test_recognising_public_tasks_scores_like_the_oracle_and_like_random_when_sealed(tmp_path, bwrap, monkeypatch):
+    from bitr_eval.sealed import Seal
+
+    monkeypatch.setenv("BITR_CACHE_DIR", str(tmp_path / "cache"))  # the key's datasets are built here
+    table = recognition_table(tmp_path, OFFLINE.units[0])
+    public, recognised = attack("recognise", tmp_path / "public.json", checkpoint=table)
+    assert all(recognised[only_unit(public)["unit_id"]]) and only_unit(public)["summary"]["mean"] > 90
+    seal = Seal(b"a maintainer's secret, not this one")
+    submission = {"name": "recognise", "agent": f"{ATTACKS}:recognise", "checkpoint": table, "agent_args": {}}
+    sealed = evaluate(OFFLINE, submission, tmp_path / "sealed.json", jobs=2, seal=seal)
+    validate(sealed)
+    assert sealed["sealed"] == {"key_sha256": seal.key_sha256} and seal.secret.hex() not in json.dumps(sealed)
+    unit = only_unit(sealed)
+    assert not any(reports_of("recognise", sealed, tmp_path / "sealed.json")[unit["unit_id"]])  # no row known
+    assert abs(unit["summary"]["mean"]) < 15  # like the random agent
+    honest = evaluate(OFFLINE, {"name": "oracle", "agent": "oracle"}, tmp_path / "oracle.json", seal=seal)
+    assert only_unit(honest)["summary"]["mean"] > 90  # told the sealed task, the expert still is the expert
+    assert only_unit(honest)["references"] != only_unit(public)["references"]  # measured on the key's tasks
+
+
+def test_a_sealed_evaluation_needs_the_sandbox_and_a_long_key(tmp_path, monkeypatch):
+    from bitr_eval.sealed import Seal, read_key
+
+    monkeypatch.setenv("BITR_SANDBOX", "process")
+    with pytest.raises(ValueError, match="needs the bubblewrap sandbox"):
+        evaluate(OFFLINE, {"name": "r", "agent": "random"}, tmp_path / "r.json", seal=Seal(b"x" * 32))
+    assert not (tmp_path / "r.json").exists()
+    (tmp_path / "short.key").write_bytes(b"guessable")
+    with pytest.raises(ValueError, match="holds 9 bytes, fewer than 16: .*head -c 32 /dev/urandom"):
+        read_key(tmp_path / "short.key")
+    with pytest.raises(ValueError, match="cannot read the sealing key"):
+        read_key(tmp_path / "missing.key")
+
+
+def test_a_sealed_result_is_filed_only_with_its_key(tmp_path, bwrap, monkeypatch):
+    from bitr_eval.filing import add
+    from bitr_eval.results import ResultError
+    from bitr_eval.sealed import Seal
+
+    monkeypatch.setenv("BITR_CACHE_DIR", str(tmp_path / "cache"))
+    seal = Seal(b"the maintainer's key, 32 bytes.")
+    out = tmp_path / "sealed.json"
+    evaluate(TINY, {"name": "random", "agent": "random"}, out, jobs=2, seal=seal)
+    board = tmp_path / "board"
+    with pytest.raises(ResultError, match="only that key's holder can check its data; file it with --sealed"):
+        add([out], board)
+    with pytest.raises(ResultError, match="the key it was scored with"):
+        add([out], board, seal=Seal(b"another maintainer's key, 32 b."))
+    entry = add([out], board, seal=seal)
+    assert json.loads((entry / "run-1.json").read_text())["sealed"] == {"key_sha256": seal.key_sha256}
+    forged = json.loads(out.read_text())
+    forged["units"][0]["references"]["expert"][0] += 1.0  # the scores no longer follow from it
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    with pytest.raises(ResultError):
+        add([tmp_path / "forged.json"], board, name="forged", seal=seal)

@@ -75,9 +75,14 @@ def collect(
     behaviours: dict[str, Behaviour],
     num_envs: int = 16,
     progress: Progress = None,
+    task_draw: Optional[int] = None,
 ) -> list[Episode]:
-    """Run every job to the end of its episode; episodes come back in job order."""
+    """Run every job to the end of its episode; episodes come back in job order. With
+    `task_draw`, on the tasks of that secret draw of the split (a sealed evaluation's)."""
     envs = [gym.make(env_id, split=split) for _ in range(min(num_envs, len(jobs)))]
+    if task_draw is not None:
+        for env in envs:
+            env.unwrapped.redraw_tasks(task_draw)
     env_class = type(envs[0].unwrapped)
     features = np.stack([env_class.task_features(t) for t in envs[0].unwrapped.tasks])
     space = envs[0].action_space
@@ -245,6 +250,7 @@ def write_dataset(r: Recipe, episodes: Iterable[Episode], references: dict, beha
                     "bitr_pool": r.pool,
                     "bitr_profile": r.profile,
                     "bitr_recipe_sha256": r.fingerprint(),
+                    **({"bitr_sealed": True} if r.task_draw is not None else {}),  # public ones: as they were
                     "bitr_recipe_file": r.card.path.name,
                     "bitr_behaviours": [b for b in behaviours],
                     "bitr_pool_behaviours": sorted(r.shares),

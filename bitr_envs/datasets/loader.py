@@ -274,10 +274,12 @@ def _memory_error(dataset_id: str, err: BaseException) -> MemoryError:
                        "theirs) or give the process more memory.")
 
 
-def verify(dataset_id: str, full_read: bool = True) -> list[str]:
+def verify(dataset_id: str, full_read: bool = True, sealed: bool = False) -> list[str]:
     """Every problem found with a local dataset (empty when it is intact): its files against the
     checksums recorded at build time, against the benchmark's pinned checksums, and (with
-    `full_read`) a read of every episode."""
+    `full_read`) a read of every episode. A sealed evaluation's dataset (built on a key's secret
+    tasks) has no pin: it is accepted with `sealed` only (whose caller checks its recipe), and
+    refused without."""
     try:
         metadata = read_metadata(dataset_id)
     except DatasetError as err:
@@ -293,7 +295,11 @@ def verify(dataset_id: str, full_read: bool = True) -> list[str]:
     if content != metadata.get("bitr_content_sha256"):
         problems.append(f"{metadata_file(dataset_id)} was changed after the dataset was built (its reference "
                         f"returns or recipe fields no longer match its checksum). {_fixes(dataset_id)}")
-    expected = pinned(dataset_id)
+    if bool(metadata.get("bitr_sealed")) != sealed:
+        problems.append(f"{dataset_id} was built on a sealed evaluation's secret tasks: it is not the public dataset. "
+                        f"{_fixes(dataset_id)}" if not sealed else
+                        f"{dataset_id} in the sealed root is a public dataset, not one built on the key's tasks.")
+    expected = None if sealed else pinned(dataset_id)
     matches_pins = expected is None or (expected["data_sha256"], expected["content_sha256"]) == (data_sha256, content)
     if not matches_pins and not problems:
         problems.append(

@@ -25,6 +25,7 @@ import os
 import sys
 from dataclasses import dataclass
 from functools import cache
+from typing import Optional
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,7 @@ class Recipe:
     pool: str
     profile: str
     card: RecipeCard
+    task_draw: Optional[int] = None  # a sealed evaluation's secret draw of the split's tasks (None: public)
 
     @property
     def episodes_per_task(self) -> int:
@@ -187,6 +189,8 @@ class Recipe:
             "pool": self.pool,
             "profile": self.profile,
         }
+        if self.task_draw is not None:  # a sealed dataset: other tasks, other arrays
+            payload["task_draw"] = self.task_draw
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -52,9 +52,11 @@ EXECUTORS = ("local", "ray")
 
 
 # ----- which episodes a dataset holds ---------------------------------------------------------
-def episode_seeds(root_seed: int, name: str, count: int) -> list[int]:
-    """`count` independent 32-bit seeds for the episodes of `name` (a dataset or a reference run)."""
-    sequence = np.random.SeedSequence([root_seed, zlib.crc32(name.encode())])
+def episode_seeds(root_seed: int, name: str, count: int, task_draw: Optional[int] = None) -> list[int]:
+    """`count` independent 32-bit seeds for the episodes of `name` (a dataset or a reference run);
+    a sealed build's also depend on its secret draw, so that even a goal-blind behaviour's
+    episodes are not the public dataset's."""
+    sequence = np.random.SeedSequence([root_seed, zlib.crc32(name.encode())] + ([] if task_draw is None else [task_draw]))
     return [int(s.generate_state(1)[0]) for s in sequence.spawn(count)]
 
 
@@ -62,7 +64,7 @@ def dataset_jobs(r: Recipe) -> list[Job]:
     """The episodes of a dataset: for each task, each behaviour's share, in a fixed order."""
     counts = r.episode_counts()
     names = [(t, b) for t in range(r.num_tasks) for b, c in counts.items() for _ in range(c)]
-    seeds = episode_seeds(r.card.seed, r.dataset_id, len(names))
+    seeds = episode_seeds(r.card.seed, r.dataset_id, len(names), r.task_draw)
     return [Job(task=t, behaviour=b, seed=s,
                 pursued=pursued_task(t, r.num_tasks, s) if r.card.behaviours[b].pursues_another_task else t)
             for (t, b), s in zip(names, seeds)]
@@ -89,7 +91,7 @@ def reference_jobs(r: Recipe) -> dict[str, list[Job]]:
     n = r.card.reference_episodes
     runs = {}
     for name in ("random", r.card.expert):
-        seeds = episode_seeds(r.card.seed, f"reference/{r.env_id}/{r.split}/{name}", r.num_tasks * n)
+        seeds = episode_seeds(r.card.seed, f"reference/{r.env_id}/{r.split}/{name}", r.num_tasks * n, r.task_draw)
         runs[name] = [Job(task=t, behaviour=name, seed=seeds[t * n + k], pursued=t)
                       for t in range(r.num_tasks) for k in range(n)]
     return runs
@@ -166,7 +168,7 @@ def run_shard(r: Recipe, shard: Shard, num_envs: int = 16, progress: Progress = 
     if shard.run != DATA:
         name = shard.run.removeprefix(REFERENCE)
         behaviours = {name: behaviours[name]}
-    episodes = collect(r.env_id, r.split, list(shard.jobs), behaviours, num_envs, progress)
+    episodes = collect(r.env_id, r.split, list(shard.jobs), behaviours, num_envs, progress, r.task_draw)
     arrays = {
         "key": np.array(shard.key(r)),
         "lengths": np.array([len(e.rewards) for e in episodes], dtype=np.int64),
@@ -346,7 +348,8 @@ class BuildProgress:
 def build(dataset_id: str, num_envs: int = 16, progress: Optional[BuildProgress] = None, jobs: int = 1,
           executor: str = "local", runner: Optional[ShardExecutor] = None,
           on_shard: Optional[Callable[[Shard, bool], None]] = None,
-          on_wait: Optional[Callable[[str], None]] = None, force: bool = True) -> Path:
+          on_wait: Optional[Callable[[str], None]] = None, force: bool = True,
+          task_draw: Optional[int] = None) -> Path:
     """Collect and write one dataset from its recipe; returns the dataset's folder.
 
     Collection runs in shards: `jobs` local processes, or Ray tasks with `executor="ray"`;
@@ -356,11 +359,12 @@ def build(dataset_id: str, num_envs: int = 16, progress: Optional[BuildProgress]
     collected and written; `on_shard(shard, reused)` of every shard as it is found on disk or
     collected. One build of an id runs at a time: another waits for it (`on_wait` is told) and
     then returns the dataset it made (the same bytes). Without `force`, a dataset that exists
-    once the lock is held is returned as it is."""
+    once the lock is held is returned as it is. `task_draw` builds the dataset on a sealed
+    evaluation's secret tasks (into a Minari root of its own: the id stays the public one's)."""
     with build_lock(dataset_id, on_wait) as waited:
         if exists(dataset_id) and (waited or not force):
             return dataset_path(dataset_id)
-        return _build(recipe(dataset_id), num_envs, progress or BuildProgress(), jobs, executor, runner, on_shard)
+        return _build(dataclasses.replace(recipe(dataset_id), task_draw=task_draw), num_envs, progress or BuildProgress(), jobs, executor, runner, on_shard)
 
 
 def _part(shard: Shard) -> str:

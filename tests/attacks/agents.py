@@ -38,6 +38,11 @@ Each attack, and the evaluator's answer:
   replaces the link, never follows it; a logs folder that is a link is refused.
 - escape_text: print terminal escapes and control characters, and raise with them. Printed
   and logged escaped.
+- recognise: recognition instead of inference. Its checkpoint is a lookup table made from the
+  public test datasets (which anyone can rebuild): the observations of each test task's
+  context episodes, and the task's goal. A context row found in the table names the goal, and
+  the agent drives straight to it; otherwise it acts at random. Scores like the oracle on the
+  public split, like a random agent under --sealed.
 """
 
 import gc
@@ -321,6 +326,25 @@ class PlantLink(RandomAgent):
         report("plant_link", outcome)
 
 
+class Recognise(RandomAgent):
+    def __init__(self, env_id, observation_space, action_space, checkpoint=None):
+        super().__init__(env_id, observation_space, action_space)
+        with open(checkpoint) as f:
+            table = json.load(f)
+        self.goal_of = {tuple(np.round(row, 9)): np.array(goal) for row, goal in table}
+        self.goal = None
+
+    def set_context(self, transitions):
+        found = [self.goal_of.get(tuple(np.round(row, 9))) for row in transitions["observations"]]
+        self.goal = next((goal for goal in found if goal is not None), None)
+        report("recognise", self.goal is not None)
+
+    def act(self, obs):
+        if self.goal is None:
+            return self.action_space.sample()
+        return np.clip(self.goal - obs, self.action_space.low, self.action_space.high)
+
+
 class EscapeText(RandomAgent):
     def set_context(self, transitions):
         print("\x1b]0;pwned\x07\x1b[2J\x1b[31mlog line\r", flush=True)
@@ -330,6 +354,7 @@ class EscapeText(RandomAgent):
 snoop, forge, pickle_bomb, claim_privilege, double_fork = Snoop, Forge, PickleBomb, ClaimPrivilege, DoubleFork
 vandal, read_datasets, memory_bomb, cpu_bomb, giant_message = Vandal, ReadDatasets, MemoryBomb, CpuBomb, GiantMessage
 chatty, early_exit, raise_in = Chatty, EarlyExit, RaiseIn
+recognise = Recognise
 read_secrets, connect_sockets, fork_bomb, plant_link, escape_text = (ReadSecrets, ConnectSockets, ForkBomb, PlantLink,
                                                                        EscapeText)
 
