@@ -191,7 +191,8 @@ def test_collection_against_the_raw_env(benchmark, env_id, policy, episodes):
     jobs = [Job(task=i % 30, behaviour="b", seed=i, pursued=i % 30) for i in range(episodes)]
     steps = episodes * gym.spec(env_id).max_episode_steps
     raw = gym.make(env_id)
-    actions = np.random.default_rng(0).uniform(raw.action_space.low, raw.action_space.high, (steps,) + raw.action_space.shape).astype(raw.action_space.dtype)
+    space = raw.action_space
+    actions = np.random.default_rng(0).uniform(space.low, space.high, (steps,) + space.shape).astype(space.dtype)
 
     def raw_steps():
         raw.reset(seed=0)

@@ -20,7 +20,8 @@ class TaskArrays:
         self.features = None if features is None else np.asarray(features, np.float32)
         ends = task.terminals | task.timeouts
         episode = np.r_[0, np.cumsum(ends)[:-1]]
-        self.prev_rew = np.where(np.r_[True, episode[1:] != episode[:-1]], 0.0, np.r_[0.0, self.rew[:-1]]).astype(np.float32)
+        first = np.r_[True, episode[1:] != episode[:-1]]
+        self.prev_rew = np.where(first, 0.0, np.r_[0.0, self.rew[:-1]]).astype(np.float32)
         last = np.arange(len(self.rew)) + history - 1
         ok = last < len(self.rew)
         ok[ok] &= episode[last[ok]] == episode[ok]
@@ -65,7 +66,8 @@ class Sampler:
         return torch.as_tensor(np.stack([self.tasks[t].features for t in task_ids]))
 
     def _stack(self, task_ids, rows, keys):
-        return {k: torch.as_tensor(np.stack([getattr(self.tasks[t], k)[r] for t, r in zip(task_ids, rows)])) for k in keys}
+        return {k: torch.as_tensor(np.stack([getattr(self.tasks[t], k)[r] for t, r in zip(task_ids, rows)]))
+                for k in keys}
 
 
 def encode(encoder, context):

@@ -48,8 +48,9 @@ def check_sealed_data(result: dict, seal) -> None:
 
     key_sha256 = result["sealed"]["key_sha256"]
     if seal is None or seal.key_sha256 != key_sha256:
+        which = "" if seal is None else ", the key it was scored with"
         raise ResultError(f"a sealed result (key sha256 {key_sha256[:12]}...): only that key's holder can check its "
-                          "data; file it with --sealed KEYFILE" + ("" if seal is None else ", the key it was scored with"))
+                          f"data; file it with --sealed KEYFILE{which}")
     suite = SUITES[result["suite"]["name"]]
     prepare(seal, {d: u.env_id for u in suite.units for d in (u.context_dataset, u.reference_dataset) if d})
     with minari_root_at(seal.root):

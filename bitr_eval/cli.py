@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--executor", default="local", choices=["local", "ray"])
     evaluation.add_argument("--sealed", metavar="KEYFILE",
                             help="score on tasks, context data and start states drawn from this secret key (a "
-                            "maintainer's file of 16+ random bytes) instead of the public test split; needs bubblewrap; "
+                            "maintainer's file of 16+ random bytes) instead of the public test split; needs "
+                            "bubblewrap; "
                             "the result records the key's sha256 only")
     evaluation.add_argument("--require-sandbox", action="store_true",
                             help="stop before any unit unless bubblewrap can sandbox the agent (no plain-process "

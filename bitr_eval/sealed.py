@@ -83,8 +83,8 @@ def prepare(seal: Seal, dataset_ids: dict[str, str], jobs: int = 1, echo=print) 
     same recipes on the key's tasks. A build is a few minutes per family at the lite profile;
     later runs with the key reuse it."""
     from bitr_envs.datasets import shards
-    from bitr_envs.datasets.recipes import recipe
     from bitr_envs.datasets.loader import read_metadata
+    from bitr_envs.datasets.recipes import recipe
     from bitr_envs.datasets.storage import exists, minari_root_at
 
     with minari_root_at(seal.root):

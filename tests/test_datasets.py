@@ -387,7 +387,7 @@ def test_one_dataset_id_looks_only_at_its_own_family(monkeypatch):
     def not_this_family(cls, rng):
         raise AssertionError(f"{cls.__name__}'s tasks were drawn")
 
-    core._task_table.cache_clear()
+    core._drawn_table.cache_clear()
     monkeypatch.setattr(MetaWorldTaskEnv, "draw_tasks", classmethod(not_this_family))
     assert recipe(POINT).dataset_id == POINT
     ids = _dataset_ids(["bitr/point-robot/*-lite-v0"])

@@ -109,16 +109,19 @@ def test_protocols_score_the_same_start_states(tmp_path):
     # The oracle ignores its context: with common start states its three protocols coincide.
     result = run("oracle", tmp_path / "oracle.json")
     iid, ood, online = (u["episodes"] for u in result["units"])
-    score = [[(e["task"], e["seed"], e["return"]) for e in episodes if e["phase"] == "score"] for episodes in (iid, ood, online)]
+    score = [[(e["task"], e["seed"], e["return"]) for e in episodes if e["phase"] == "score"]
+             for episodes in (iid, ood, online)]
     assert score[0] == score[1] == score[2]
     assert result["aggregates"]["ood_drop"]["bitr/PointRobotSparse-v0/test"] == 0.0
     # Point-Robot always starts at the origin, so check the seeds themselves for the other families
     iid, ood, online = suite("lite").units[3:6]  # Cheetah-Vel
     assert iid.protocol == "offline-iid" and ood.protocol == "offline-ood" and online.protocol == "online"
-    assert start_seed(iid, 1, 4, "score", 0) == start_seed(ood, 1, 4, "score", 0) == start_seed(online, 1, 4, "score", 0)
+    first = start_seed(iid, 1, 4, "score", 0)
+    assert first == start_seed(ood, 1, 4, "score", 0) == start_seed(online, 1, 4, "score", 0)
     others = {start_seed(iid, 1, 4, "score", 1), start_seed(iid, 2, 4, "score", 0), start_seed(iid, 1, 5, "score", 0),
               start_seed(online, 1, 4, "explore", 0), start_seed(suite("lite").units[0], 1, 4, "score", 0)}
-    assert start_seed(iid, 1, 4, "score", 0) not in others and len(others) == 5
+    assert first not in others and len(others) == 5
+    assert start_seed(iid, 1, 4, "score", 0, salt=12345) not in others | {first}  # a sealed key's start states
 
 
 def test_a_rerun_retries_failed_units_and_keeps_finished_ones(tmp_path):
@@ -143,7 +146,8 @@ def test_a_suite_runs_in_pieces_one_family_at_a_time(tmp_path):
     rest = evaluate(TWO_FAMILIES, {"name": "oracle", "agent": "oracle"}, out, jobs=3, progress=episodes.append)
     assert sum(episodes) == planned_episodes(TWO_FAMILIES, ["bitr/PointRobotSparse-v0"])
     assert without_timing(rest) == without_timing(whole)
-    with pytest.raises(ValueError, match="bitr/CheetahVel-v0 not in the tiny suite, whose envs are bitr/PointRobotSparse-v0"):
+    refused = "bitr/CheetahVel-v0 not in the tiny suite, whose envs are bitr/PointRobotSparse-v0"
+    with pytest.raises(ValueError, match=refused):
         evaluate(TINY, {"name": "oracle", "agent": "oracle"}, tmp_path / "x.json", env_ids=["bitr/CheetahVel-v0"])
 
 

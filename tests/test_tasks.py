@@ -108,7 +108,7 @@ def test_task_tables_drawn_by_two_threads_at_once_are_the_same_tables():
 
     cls = bitr_envs.ENVS["bitr/Reach-v0"].env_class
     expected = cls.task_table()
-    core._task_table.cache_clear()
+    core._drawn_table.cache_clear()
     with ThreadPoolExecutor(max_workers=4) as pool:
         tables = list(pool.map(lambda _: cls.task_table(), range(4)))
     for table in tables:

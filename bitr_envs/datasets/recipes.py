@@ -25,9 +25,8 @@ import os
 import sys
 from dataclasses import dataclass
 from functools import cache
-from typing import Optional
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from bitr_envs.datasets.ids import FORMAT_HINT, OTHER_TASK_POOL, POOLS, DatasetId, env_slug
 from bitr_envs.registry import ENVS, entry

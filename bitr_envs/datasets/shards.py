@@ -56,7 +56,8 @@ def episode_seeds(root_seed: int, name: str, count: int, task_draw: Optional[int
     """`count` independent 32-bit seeds for the episodes of `name` (a dataset or a reference run);
     a sealed build's also depend on its secret draw, so that even a goal-blind behaviour's
     episodes are not the public dataset's."""
-    sequence = np.random.SeedSequence([root_seed, zlib.crc32(name.encode())] + ([] if task_draw is None else [task_draw]))
+    entropy = [root_seed, zlib.crc32(name.encode())] + ([] if task_draw is None else [task_draw])
+    sequence = np.random.SeedSequence(entropy)
     return [int(s.generate_state(1)[0]) for s in sequence.spawn(count)]
 
 
@@ -364,7 +365,8 @@ def build(dataset_id: str, num_envs: int = 16, progress: Optional[BuildProgress]
     with build_lock(dataset_id, on_wait) as waited:
         if exists(dataset_id) and (waited or not force):
             return dataset_path(dataset_id)
-        return _build(dataclasses.replace(recipe(dataset_id), task_draw=task_draw), num_envs, progress or BuildProgress(), jobs, executor, runner, on_shard)
+        r = dataclasses.replace(recipe(dataset_id), task_draw=task_draw)
+        return _build(r, num_envs, progress or BuildProgress(), jobs, executor, runner, on_shard)
 
 
 def _part(shard: Shard) -> str:
