@@ -3,6 +3,7 @@ cell. The pages (`board_markdown`, `board_html`, `figures`) only lay these out."
 
 from __future__ import annotations
 
+from bitr_eval.entry_stats import shifted_protocol
 from bitr_eval.suites import SUITES
 
 INTRO = ("Normalised score per task: 0 = random, 100 = expert. An entry is one or more training runs of an "
@@ -11,7 +12,9 @@ INTRO = ("Normalised score per task: 0 = random, 100 = expert. An entry is one o
          "several runs the runs are resampled, so the interval covers training seeds; a single run (marked) "
          "only has evaluation seeds to resample, so its interval is narrower than it should be. "
          "iid→ood drop = offline-iid mean − offline-ood mean over the same tasks (positive: the agent "
-         "suffers under context shift). An entry with a failed unit has no score for that protocol. "
+         "suffers under context shift); on the current (-v1) suites the drop is to offline-other-task, context "
+         "from a policy pursuing another task, and the scores are over the test tasks, with the ood tasks' "
+         "offline-iid score in a column of its own. An entry with a failed unit has no score for that protocol. "
          "Anchors (random, oracle) and privileged agents (told the task) are shown for reference, never ranked. "
          "Every number is recomputed from the filed episodes.")
 SINGLE = "1 (single run)"
@@ -101,4 +104,16 @@ def latest(views: list[dict]) -> str:
     return max(v["started"] for v in views)
 
 
-HEADER = ["Entry", "Agent", "Runs", "Score (mean [95% CI])", "IQM [95% CI]", "iid→ood drop", "Training time"]
+def header(suite_name: str) -> list[str]:
+    """The ranking tables' columns: the current suites' drop is to the other-task context, and
+    they have the ood tasks' score."""
+    if shifted_protocol(SUITES[suite_name]) == "offline-ood":
+        return ["Entry", "Agent", "Runs", "Score (mean [95% CI])", "IQM [95% CI]", "iid→ood drop", "Training time"]
+    return ["Entry", "Agent", "Runs", "Score, test tasks (mean [95% CI])", "IQM [95% CI]", "iid→other-task drop",
+            "ood tasks, offline-iid", "Training time"]
+
+
+def ood_text(view: dict) -> str:
+    """The ood tasks' offline-iid score of a current suite's entry: what the score becomes when
+    the task itself lies outside the training range."""
+    return summary_text(view["ood_tasks"].get("offline-iid"), missing="–")

@@ -8,7 +8,6 @@ import base64
 import hashlib
 
 from bitr_eval.board_cells import (
-    HEADER,
     INTRO,
     SINGLE,
     by_suite,
@@ -17,7 +16,9 @@ from bitr_eval.board_cells import (
     drop_text,
     drop_value,
     first_line,
+    header,
     latest,
+    ood_text,
     references,
     score,
     standings,
@@ -110,7 +111,10 @@ def _ranking_row(rank_cell: str, v: dict, protocol: str) -> str:
             + _num(runs, v["runs"])
             + _num(ci_text(v, protocol), score(v, protocol), style)
             + _num(ci_text(v, protocol, "iqm"), score(v, protocol, "iqm"), style)
-            + _num(drop_text(v), drop_value(v)) + _num(wall_text(v), v["training_seconds"]) + "</tr>")
+            + _num(drop_text(v), drop_value(v))
+            + (_num(ood_text(v), (v["ood_tasks"].get("offline-iid") or {}).get("mean")) if len(header(v["suite"])) == 8
+               else "")
+            + _num(wall_text(v), v["training_seconds"]) + "</tr>")
 
 
 def _unit_rows(entries: list[dict]) -> list[str]:
@@ -150,17 +154,17 @@ def page(views: list[dict]) -> str:
         body.append(f"<fieldset><legend>Units shown in the per-unit tables</legend>{boxes}"
                     f'<label for="env-filter">env</label> <select id="env-filter"><option value="">all</option>'
                     f"{options}</select></fieldset>")
-    header = ["Rank"] + HEADER
     for suite_name, entries in suites:
+        columns = ["Rank"] + header(suite_name)
         protocols = SUITES[suite_name].protocols
         body.append(f'<section id="suite-{esc(suite_name)}"><h2>Suite {esc(suite_name)}</h2>'
                     f"<p>{esc(SUITES[suite_name].description)}</p>{figure(entries, protocols)}")
         for protocol in protocols:
             ranking = [_ranking_row(_num(rank or "–", rank), v, protocol) for rank, v in standings(entries, protocol)]
             others = [_ranking_row(f'<td class="muted">{v["role"]}</td>', v, protocol) for v in references(entries)]
-            tail = (f'<tbody class="anchors"><tr><th colspan="{len(header)}">Anchors and privileged references '
+            tail = (f'<tbody class="anchors"><tr><th colspan="{len(columns)}">Anchors and privileged references '
                     "(not ranked)</th></tr>" + "".join(others) + "</tbody>") if others else ""
-            body.append(_table(esc(protocol), header, ranking, tail))
+            body.append(_table(esc(protocol), columns, ranking, tail))
         body.append(_table("Per unit", ["Entry", "Family", "Env", "Split", "Protocol", "Score (mean [95% CI])",
                                         "IQM", "Status"], _unit_rows(entries)) + "</section>")
     policy = f"default-src 'none'; style-src {_csp_hash(CSS)}; script-src {_csp_hash(JS)}"

@@ -142,9 +142,11 @@ def _leaderboard_render(args) -> int:
 
 def _leaderboard_verify(args) -> int:
     from bitr_eval.replay import verify_entry
+    from bitr_eval.sealed import read_key
 
     units = None if args.units == "all" else int(args.units)
-    verification = verify_entry(args.entry, units, args.tolerance, args.jobs)
+    seal = read_key(args.sealed) if args.sealed else None
+    verification = verify_entry(args.entry, units, args.tolerance, args.jobs, seal=seal)
     for outcome in verification["units"]:
         verdict = "matched" if outcome["matched"] else f"DIFFERS: {outcome['first_difference']}"
         print(f"{outcome['run']} {outcome['unit']}: {verdict}")
@@ -203,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     replaying.add_argument("--tolerance", type=float, default=0.0,
                            help="largest relative return difference accepted (default 0: the same machine)")
     replaying.add_argument("--jobs", type=int, default=1, help="units played at once")
+    replaying.add_argument("--sealed", metavar="KEYFILE", help="the key a sealed entry was scored with")
     replaying.set_defaults(func=_leaderboard_verify)
     return parser
 

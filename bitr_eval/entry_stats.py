@@ -27,6 +27,12 @@ def _task_matrix(runs: list[dict], units: list) -> np.ndarray | None:
     return np.array(rows)
 
 
+def shifted_protocol(suite) -> str:
+    """The context shift an entry's drop is measured against: a policy pursuing another task on
+    the current suites, the held-out behaviours on the earlier ones."""
+    return "offline-other-task" if "offline-other-task" in suite.protocols else "offline-ood"
+
+
 def entry_view(name: str, runs: list[dict]) -> dict:
     """What the pages show of an entry: per protocol the mean and IQM with 95% intervals (over
     training runs when there are several, else over evaluation seeds), the iid->ood drop, the
@@ -35,20 +41,25 @@ def entry_view(name: str, runs: list[dict]) -> dict:
     many = len(runs) > 1
     view = {"name": name, "agent": runs[0]["submission"]["agent"], "role": role([r["submission"] for r in runs]),
             "runs": len(runs), "suite": suite.name, "started": max(r["started"] for r in runs),
-            "protocols": {}, "units": [],
+            "units": [],
             # the weakest sandbox any unit ran in: only "bwrap" keeps the datasets and files out of reach
             "isolation": "bwrap" if all(u.get("isolation") == "bwrap" for r in runs for u in r["units"]) else "process",
             # scored on a maintainer's secret tasks (bitr_eval.sealed): its runs are all sealed or all public
             "sealed": bool(runs[0].get("sealed"))}
-    for protocol in suite.protocols:
-        units = [u for u in suite.units if u.protocol == protocol]
-        if many:
-            matrix = _task_matrix(runs, units)
-            view["protocols"][protocol] = None if matrix is None else summarize_runs(matrix)
-        else:
-            view["protocols"][protocol] = runs[0]["aggregates"]["protocols"].get(protocol)
-    iid = [u for u in suite.units if u.protocol == "offline-iid"]
-    pairs = {(u.env_id, u.split): u for u in suite.units if u.protocol == "offline-ood"}
+    # per protocol over the test tasks ("protocols") and over the ood tasks ("ood_tasks")
+    for split, key in (("test", "protocols"), ("ood", "ood_tasks")):
+        view[key] = {}
+        for protocol in suite.protocols:
+            units = [u for u in suite.units if u.protocol == protocol and u.split == split]
+            if not units:
+                continue
+            if many:
+                matrix = _task_matrix(runs, units)
+                view[key][protocol] = None if matrix is None else summarize_runs(matrix)
+            else:
+                view[key][protocol] = runs[0]["aggregates"].get(key, {}).get(protocol)
+    iid = [u for u in suite.units if u.protocol == "offline-iid" and u.split == "test"]
+    pairs = {(u.env_id, u.split): u for u in suite.units if u.protocol == shifted_protocol(suite)}
     iid = [u for u in iid if (u.env_id, u.split) in pairs]
     view["drop"] = None
     if iid:

@@ -256,3 +256,31 @@ def test_unit_context_is_the_plain_draw_or_one_behaviour():
     chosen = unit_context(expert, data, 0, np.random.default_rng(3))
     assert "behaviours" not in chosen and len(chosen["rewards"]) == 8
     assert set(chosen["observations"][:, 0] // 4) == {2, 5}  # the two expert episodes
+
+
+def test_a_current_suite_ranks_on_test_tasks_with_the_other_task_drop_and_the_ood_tasks(tmp_path):
+    """On a -v1 suite the board's scores are the test tasks', its drop is to the other-task
+    context, and the ood tasks' offline-iid score has its own column."""
+    from bitr_eval.scoring import aggregates, score_episodes
+
+    chosen = suite("tiny-v1")
+    two = []
+    for k, level in enumerate((60.0, 62.0)):
+        result = make_result("v1", level, suite_name="tiny-v1", checkpoint=f"runs/v1/seed{k}")
+        for unit, record in zip(chosen.units, result["units"]):
+            # the other-task context costs 40 points; an ood task 20 more
+            cost = 40.0 * (unit.protocol == "offline-other-task") + 20.0 * (unit.split == "ood")
+            for episode in record["episodes"]:
+                episode["return"] -= cost
+            record.update(score_episodes(unit, chosen.seeds, record["episodes"], record["references"]))
+        result["aggregates"] = aggregates(result["units"])
+        two.append(result)
+    assert add(tmp_path, two, "--name", "v1") == 0
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    readme = (tmp_path / "board" / "README.md").read_text()
+    assert ("| Rank | Entry | Agent | Runs | Score, test tasks (mean [95% CI]) | IQM [95% CI] | iid→other-task drop "
+            "| ood tasks, offline-iid | Training time |") in readme
+    [row] = table(readme, "### offline-iid")
+    assert row[4].startswith("61.0 [") and row[6].startswith("40.0 [") and row[7].startswith("41.0 [")
+    [row] = table(readme, "### offline-other-task")
+    assert row[4].startswith("21.0 [")  # test tasks only: the ood tasks' 1.0 is not mixed in

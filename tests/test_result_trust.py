@@ -104,3 +104,25 @@ def test_a_replay_matches_an_honest_entry_and_catches_invented_episodes(honest, 
     assert "DIFFERS: episode (task, seed, index) (0, 0, 0)" in capsys.readouterr().out
     assert main(["leaderboard", "render", "--dir", str(tmp_path / "b" / "board")]) == 0
     assert "re-played 3 units: DIFFERED" in (tmp_path / "b" / "board" / "README.md").read_text()
+
+
+def test_a_replay_decides_the_sandbox_and_the_privilege_itself_and_samples_in_secret(honest, tmp_path, capsys):
+    from bitr_eval.filing import slug
+    from bitr_eval.replay import sample_units
+
+    _, result = honest
+    doctored = json.loads(json.dumps(result))
+    ran = doctored["units"][0]["isolation"]
+    doctored["units"][0]["isolation"] = "process" if ran == "bwrap" else "bwrap"  # the file's word on its sandbox
+    assert add(tmp_path / "a", doctored) == 0
+    entry = tmp_path / "a" / "board" / "results" / "tiny" / slug("random")
+    assert main(["leaderboard", "verify", str(entry), "--units", "all"]) == 1
+    assert f"the re-play ran it under {ran!r}" in capsys.readouterr().out
+    claimed = json.loads(json.dumps(result))
+    claimed["submission"]["privileged"] = True
+    assert add(tmp_path / "b", claimed) == 0  # a privileged claim only loses the rank
+    entry = tmp_path / "b" / "board" / "results" / "tiny" / slug("random")
+    assert main(["leaderboard", "verify", str(entry), "--units", "1"]) == 1
+    assert "the file says privileged True, the evaluator's probe says False" in capsys.readouterr().out
+    samples = {tuple(sample_units(result, 1)) for _ in range(40)}
+    assert len(samples) > 1  # not fixed by the file
