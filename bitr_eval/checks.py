@@ -17,6 +17,7 @@ numbers are still recomputed from its episodes and references.
 from __future__ import annotations
 
 import functools
+import os
 
 from bitr_eval.results import ResultError
 from bitr_eval.scoring import TOLERANCE, verify
@@ -182,6 +183,32 @@ def check_runs(runs: list[dict]) -> None:
         algos = {(r["submission"].get("training") or {}).get("algo") for r in (first, run)} - {None}
         if len(algos) > 1:
             raise ResultError(f"run {i}: trained with another algorithm than run 1 ({', '.join(sorted(algos))})")
-    checkpoints = [r["submission"]["checkpoint"] for r in runs]
+    checkpoints = [None if c is None else os.path.normpath(c) for c in (r["submission"]["checkpoint"] for r in runs)]
     if len(set(checkpoints)) != len(checkpoints):
         raise ResultError("two runs have the same checkpoint: the runs of an entry are different training runs")
+    # the same returns, return for return, where they vary: a copy (a floor that scores one value
+    # everywhere, such as 0 on a sparse reward, gives the same returns honestly)
+    played = [tuple(x for u in r["units"] for x in _scored_returns(u)) for r in runs]
+    varied = [p for p in played if len(set(p)) > 1]
+    if len(set(varied)) != len(varied):
+        raise ResultError("two runs have the same episodes, return for return: one run filed twice is not two "
+                          "training runs")
+
+
+def _scored_returns(unit: dict) -> list[float]:
+    """A unit's scored returns, from a whole result or a board record (which keeps only these)."""
+    if "scored_returns" in unit:
+        return unit["scored_returns"]
+    return [e["return"] for e in unit["episodes"] if e["phase"] == "score"]
+
+
+def check_pinned_suite(result: dict) -> None:
+    """Refuse a result of a suite whose datasets the benchmark does not pin: two such results may
+    have read different data under one id, so their scores cannot be compared."""
+    from bitr_envs.datasets.storage import pins
+
+    pinned = pins()
+    unpinned = [d for d in SUITES[result["suite"]["name"]].datasets if d not in pinned]
+    if unpinned:
+        raise ResultError(f"the {result['suite']['name']} suite's datasets are not pinned yet ({len(unpinned)}, e.g. "
+                          f"{unpinned[0]}): its results cannot be filed until the benchmark pins them")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from bitr_envs.files import write_json_atomic
 from bitr_eval.check_cache import board_record, cached_record, remember
-from bitr_eval.checks import check, check_dataset_hashes, check_runs, check_sealed_data, recheck
+from bitr_eval.checks import check, check_dataset_hashes, check_pinned_suite, check_runs, check_sealed_data, recheck
 from bitr_eval.results import OldSchemaError, ResultError, file_bytes, load_result, read_result
 
 RESULTS = "results"  # the filed entries, one folder per suite
@@ -138,6 +138,7 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
         for path in paths:
             runs.append(load_checked(Path(path)))
             bar.update()
+    check_pinned_suite(runs[0])
     if len({bool(r.get("sealed")) for r in runs}) > 1:
         raise ResultError("an entry's runs are all sealed or all public: file them as two entries")
     for path, run in zip(paths, runs):

@@ -153,7 +153,7 @@ def test_runs_of_different_agents_are_not_one_entry(tmp_path, capsys, second, re
 
 
 def test_differently_named_runs_need_a_name(tmp_path, capsys):
-    assert add(tmp_path, [make_result("a", checkpoint="1"), make_result("b", checkpoint="2")]) == 2
+    assert add(tmp_path, [make_result("a", 50.0, checkpoint="1"), make_result("b", 51.0, checkpoint="2")]) == 2
     assert "name the entry with --name" in capsys.readouterr().err
 
 
@@ -284,3 +284,25 @@ def test_a_current_suite_ranks_on_test_tasks_with_the_other_task_drop_and_the_oo
     assert row[4].startswith("61.0 [") and row[6].startswith("40.0 [") and row[7].startswith("41.0 [")
     [row] = table(readme, "### offline-other-task")
     assert row[4].startswith("21.0 [")  # test tasks only: the ood tasks' 1.0 is not mixed in
+
+
+def test_one_run_filed_twice_and_an_unpinned_suite_are_refused(tmp_path, capsys, monkeypatch):
+    from bitr_envs.datasets import storage
+
+    one = make_result("copy", 50.0, checkpoint="runs/copy/seed0")
+    spelled = [json.loads(json.dumps(one)) for _ in range(3)]
+    for run, spelling in zip(spelled, ("runs/copy/seed0", "runs/copy/seed0/", "./runs/copy/seed0")):
+        run["submission"]["checkpoint"] = spelling
+    assert add(tmp_path, spelled, "--name", "copies") == 2
+    assert "two runs have the same checkpoint" in capsys.readouterr().err
+    for k, run in enumerate(spelled):
+        run["submission"]["checkpoint"] = f"runs/copy/seed{k}"  # other names, the same episodes
+    assert add(tmp_path, spelled, "--name", "copies") == 2
+    assert "two runs have the same episodes, return for return" in capsys.readouterr().err
+    from bitr_eval import checks, filing
+
+    monkeypatch.setattr(filing, "check_pinned_suite", checks.check_pinned_suite)  # the real check
+    pinned = {d: {"data_sha256": "a" * 64, "content_sha256": "a" * 64} for d in suite("tiny").datasets}
+    monkeypatch.setattr(storage, "pins", lambda: {d: p for d, p in pinned.items() if "test-iid" not in d})
+    assert add(tmp_path, one) == 2
+    assert "the tiny suite's datasets are not pinned yet" in capsys.readouterr().err

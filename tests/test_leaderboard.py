@@ -14,6 +14,7 @@ import pytest
 from bitr_envs.datasets import storage
 from bitr_envs.files import write_json_atomic
 from bitr_envs.registry import entry
+from bitr_eval import filing
 from bitr_eval.cli import main
 from bitr_eval.filing import ENTRY_FILE, slug
 from bitr_eval.leaderboard import render
@@ -28,9 +29,11 @@ HASH = "a" * 64
 
 @pytest.fixture(autouse=True)
 def no_local_data(tmp_path, monkeypatch):
-    """No local datasets and no pins unless a test says so: the fake results' hashes are made up."""
+    """No local datasets and no pins unless a test says so: the fake results' hashes are made up
+    (and their suites are taken as pinned)."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setattr(storage, "pins", lambda: {})
+    monkeypatch.setattr(filing, "check_pinned_suite", lambda result: None)
 
 
 def n_tasks(unit) -> int:
