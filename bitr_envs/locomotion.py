@@ -326,13 +326,13 @@ class RandomParamMixin(MetaTaskMixin):
         return param_sparse_reward(x_velocity, ctrl_cost), {"reward_ctrl": -ctrl_cost}
 
 
-class HopperParamEnv(RandomParamMixin, HopperEnv):
-    """
+# Hopper- and Walker-Param share their documentation (Gymnasium's sections) but for these fields.
+_PARAM_DOC = """
     ## Description
-    Gymnasium's Hopper-v5 whose task is the robot itself: its masses, inertias, frictions and
-    joint dampings are rescaled, so the same actions move each task's hopper differently (the
-    dynamics-varying family of the rand_param_envs papers). v_x is Hopper-v5's own: the torso's
-    x displacement over one step divided by `dt` (0.008 s).
+    Gymnasium's {base} whose task is the robot itself: its masses, inertias, frictions and
+    joint dampings are rescaled, so the same actions move each task's {robot} differently (the
+    dynamics-varying family of the rand_param_envs papers). v_x is {base}'s own: the torso's x
+    displacement over one step divided by `dt` (0.008 s).
 
     ## Tasks
     The task parameter: mass, inertia, friction × 1.5^u, damping × 1.3^u, u ~ U[−3, 3] per element; ood |u| ~ U[3, 4].
@@ -346,39 +346,63 @@ class HopperParamEnv(RandomParamMixin, HopperEnv):
     `task_features` gives their logarithms). The observation never contains the task.
 
     ## Action Space
-    `Box(-1.0, 1.0, (3,), float32)`: Hopper-v5's torques on the thigh, leg and foot hinges.
+{actions}
 
     ## Observation Space
-    `Box(-inf, inf, (11,), float64)`: Hopper-v5's, the joint positions without the x of the torso
-    (5) and the joint velocities (6).
+{observations}
 
     ## Rewards
-    - `bitr/HopperParam-v0` (dense): Hopper-v5's, v_x + 1 while healthy − 1e-3‖a‖²
-    - `bitr/HopperParamSparse-v0`: d = |v_x − 1.5|: 0.8 − d if d ≤ 0.5 else 0, − 1e-3‖a‖²
+    - `bitr/{name}-v0` (dense): {base}'s, v_x + 1 while healthy − 1e-3‖a‖²
+    - `bitr/{name}Sparse-v0`: d = |v_x − 1.5|: 0.8 − d if d ≤ 0.5 else 0, − 1e-3‖a‖²
       (paid only near 1.5 m/s; no healthy bonus)
 
     ## Starting State
-    Hopper-v5's: the rest pose plus U(−0.005, 0.005) noise on each joint position and velocity,
+    {base}'s: the rest pose plus U(−0.005, 0.005) noise on each joint position and velocity,
     drawn from the env's RNG (`reset(seed=...)`).
 
     ## Episode End
-    The episode terminates when the hopper is unhealthy (Hopper-v5's test, under both rewards:
-    its height below 0.7, its torso angle outside [−0.2, 0.2], or a state element outside
-    [−100, 100]); it is truncated after 200 steps (the registered `max_episode_steps`).
+{episode_end}
 
     ## Arguments
     - `split` (str, default `"train"`): `"train"`, `"test"` or `"ood"`: the tasks of the env.
-    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/HopperParamSparse-v0`).
+    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/{name}Sparse-v0`).
     - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
       a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
-    - `**kwargs`: to Hopper-v5 (e.g. `render_mode`).
+    - `**kwargs`: to {base} (e.g. `render_mode`).
 
-    `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
+    `reset(options={{"task": i}})` switches to task i of the split, `options={{"task": "random"}}`
     draws one; a plain `reset()` keeps the task.
 
     ## Version History
     * v0: the first version (BITR-Bench protocol v0).
-    """
+"""
+_HOPPER_DOC = dict(
+    base='Hopper-v5',
+    robot='hopper',
+    name='HopperParam',
+    actions="    `Box(-1.0, 1.0, (3,), float32)`: Hopper-v5's torques on the thigh, leg and foot hinges.",
+    observations="""    `Box(-inf, inf, (11,), float64)`: Hopper-v5's, the joint positions without the x of the torso
+    (5) and the joint velocities (6).""",
+    episode_end="""    The episode terminates when the hopper is unhealthy (Hopper-v5's test, under both rewards:
+    its height below 0.7, its torso angle outside [−0.2, 0.2], or a state element outside
+    [−100, 100]); it is truncated after 200 steps (the registered `max_episode_steps`).""",
+)
+_WALKER_DOC = dict(
+    base='Walker2d-v5',
+    robot='walker',
+    name='WalkerParam',
+    actions="""    `Box(-1.0, 1.0, (6,), float32)`: Walker2d-v5's torques on the thigh, leg and foot hinges of
+    the right and the left leg.""",
+    observations="""    `Box(-inf, inf, (17,), float64)`: Walker2d-v5's, the joint positions without the x of the
+    torso (8) and the joint velocities (9).""",
+    episode_end="""    The episode terminates when the walker is unhealthy (Walker2d-v5's test, under both
+    rewards: its height outside [0.8, 2.0] or its torso angle outside [−1, 1]); it is truncated
+    after 200 steps (the registered `max_episode_steps`).""",
+)
+
+
+class HopperParamEnv(RandomParamMixin, HopperEnv):
+    __doc__ = _PARAM_DOC.format(**_HOPPER_DOC)
 
     task_seed = 5
     xml_file = "hopper.xml"
@@ -390,59 +414,7 @@ class HopperParamEnv(RandomParamMixin, HopperEnv):
 
 
 class WalkerParamEnv(RandomParamMixin, Walker2dEnv):
-    """
-    ## Description
-    Gymnasium's Walker2d-v5 whose task is the robot itself: its masses, inertias, frictions and
-    joint dampings are rescaled, so the same actions move each task's walker differently (the
-    dynamics-varying family of the rand_param_envs papers). v_x is Walker2d-v5's own: the
-    torso's x displacement over one step divided by `dt` (0.008 s).
-
-    ## Tasks
-    The task parameter: mass, inertia, friction × 1.5^u, damping × 1.3^u, u ~ U[−3, 3] per element; ood |u| ~ U[3, 4].
-    That is, every element of the model's `body_mass`, `body_inertia` and `geom_friction` is
-    multiplied by 1.5^u and every element of `dof_damping` by 1.3^u, with u drawn for each
-    element; ood tasks draw |u| ~ U[3, 4] with a random sign. MuJoCo's derived constants are
-    recomputed (`mj_setConst`), and switching back to a task restores its model exactly.
-    Splits: 30 train, 10 test, 10 ood tasks, drawn once with the fixed seed `task_seed`. In
-    `info` on every reset and step: `task_id` and the multipliers `body_mass_scale`,
-    `body_inertia_scale`, `dof_damping_scale` and `geom_friction_scale` (arrays;
-    `task_features` gives their logarithms). The observation never contains the task.
-
-    ## Action Space
-    `Box(-1.0, 1.0, (6,), float32)`: Walker2d-v5's torques on the thigh, leg and foot hinges of
-    the right and the left leg.
-
-    ## Observation Space
-    `Box(-inf, inf, (17,), float64)`: Walker2d-v5's, the joint positions without the x of the
-    torso (8) and the joint velocities (9).
-
-    ## Rewards
-    - `bitr/WalkerParam-v0` (dense): Walker2d-v5's, v_x + 1 while healthy − 1e-3‖a‖²
-    - `bitr/WalkerParamSparse-v0`: d = |v_x − 1.5|: 0.8 − d if d ≤ 0.5 else 0, − 1e-3‖a‖²
-      (paid only near 1.5 m/s; no healthy bonus)
-
-    ## Starting State
-    Walker2d-v5's: the rest pose plus U(−0.005, 0.005) noise on each joint position and
-    velocity, drawn from the env's RNG (`reset(seed=...)`).
-
-    ## Episode End
-    The episode terminates when the walker is unhealthy (Walker2d-v5's test, under both
-    rewards: its height outside [0.8, 2.0] or its torso angle outside [−1, 1]); it is truncated
-    after 200 steps (the registered `max_episode_steps`).
-
-    ## Arguments
-    - `split` (str, default `"train"`): `"train"`, `"test"` or `"ood"`: the tasks of the env.
-    - `sparse` (bool, default `False`): the sparse reward (set by `bitr/WalkerParamSparse-v0`).
-    - `task` (int, `"random"` or None, default None): the first task (None: task 0); `"random"`:
-      a new task of the split on every plain `reset()`, for trainers that only call `reset()`.
-    - `**kwargs`: to Walker2d-v5 (e.g. `render_mode`).
-
-    `reset(options={"task": i})` switches to task i of the split, `options={"task": "random"}`
-    draws one; a plain `reset()` keeps the task.
-
-    ## Version History
-    * v0: the first version (BITR-Bench protocol v0).
-    """
+    __doc__ = _PARAM_DOC.format(**_WALKER_DOC)
 
     task_seed = 6
     xml_file = "walker2d_v5.xml"

@@ -32,8 +32,10 @@ def honest(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def local_root(honest, monkeypatch):
+    """The scratch root; its datasets, as built on this machine, are the pinned ones."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(honest[0]))
-    monkeypatch.setattr(storage, "pins", lambda: {})
+    pinned = {d: storage.file_hashes(d) for d in TINY.datasets}
+    monkeypatch.setattr(storage, "pins", lambda: pinned)
 
 
 def add(tmp_path, result) -> int:
