@@ -15,7 +15,9 @@ INTRO = ("Normalised score per task: 0 = random, 100 = expert. An entry is one o
          "suffers under context shift); on the current (-v1) suites the drop is to offline-other-task, context "
          "from a policy pursuing another task, and the scores are over the test tasks, with the ood tasks' "
          "offline-iid score in a column of its own. An entry with a failed unit has no score for that protocol. "
-         "Anchors (random, oracle) and privileged agents (told the task) are shown for reference, never ranked. "
+         "Entries scored sealed (on a maintainer's secret draw of the test tasks) rank above entries scored on "
+         "the public test split. Anchors (random, oracle) and privileged agents (told the task) are shown for "
+         "reference, never ranked. "
          "Every number is recomputed from the filed episodes.")
 SINGLE = "1 (single run)"
 
@@ -79,11 +81,16 @@ def wall_text(view: dict) -> str:
 
 
 def standings(views: list[dict], protocol: str) -> list[tuple[int | None, dict]]:
-    """(rank, entry) of the ranked entries, best mean first (ties share a rank); no score: last."""
+    """(rank, entry) of the ranked entries: sealed entries above public ones (a public-split
+    score may be recognition of known tasks, a sealed one cannot), each group best mean first
+    (ties share a rank); no score: last."""
     ranked = [v for v in views if v["role"] == "ranked"]
-    scored = sorted((v for v in ranked if score(v, protocol) is not None), key=lambda v: -score(v, protocol))
-    return ([(1 + sum(score(o, protocol) > score(v, protocol) for o in scored), v) for v in scored]
-            + [(None, v) for v in ranked if score(v, protocol) is None])
+    order = []
+    for group in ([v for v in ranked if v.get("sealed")], [v for v in ranked if not v.get("sealed")]):
+        above = len(order)
+        scored = sorted((v for v in group if score(v, protocol) is not None), key=lambda v: -score(v, protocol))
+        order += [(above + 1 + sum(score(o, protocol) > score(v, protocol) for o in scored), v) for v in scored]
+    return order + [(None, v) for v in ranked if score(v, protocol) is None]
 
 
 def display_name(view: dict) -> str:

@@ -555,6 +555,51 @@ def test_recognising_public_tasks_scores_like_the_oracle_and_like_random_when_se
     assert only_unit(honest)["references"] != only_unit(public)["references"]  # measured on the key's tasks
 
 
+def start_table(tmp_path, chosen):
+    """What a submitter can make from the public code alone: the first observation of every
+    episode of the public evaluation (its start seeds replayed on each public test task), and
+    the task it belongs to (the table the `match_start` agent looks its start states up in)."""
+    import gymnasium as gym
+
+    import bitr_envs
+    from bitr_eval.worker import start_seed
+
+    (unit,) = chosen.units
+    env = gym.make(unit.env_id, split=unit.split)
+    table = []
+    for task in range(len(bitr_envs.tasks(unit.env_id, unit.split))):
+        for seed in chosen.seeds:
+            for phase, k in [("explore", k) for k in range(unit.explore_episodes)] + [
+                    ("score", k) for k in range(unit.episodes)]:
+                obs, _ = env.reset(seed=start_seed(unit, seed, task, phase, k), options={"task": task})
+                table.append([obs.tolist(), task])
+    path = tmp_path / "starts.json"
+    path.write_text(json.dumps(table))
+    return str(path)
+
+
+def test_matching_start_states_recognises_every_public_task_and_no_sealed_one(tmp_path, bwrap, monkeypatch):
+    from bitr_envs.datasets import shards
+    from bitr_eval.sealed import Seal
+    from bitr_eval.suites import Unit
+
+    # Cheetah-Vel starts each episode from a seeded random state: on the public split the start
+    # seeds are known, so a first observation names its task
+    online = Unit("bitr/CheetahVel-v0", "test", "online", "tiny", 1, 1, 1)
+    chosen = dataclasses.replace(TINY, units=(online,), episode_time_limit_s=30.0)
+    shards.build(online.reference_dataset)
+    table = start_table(tmp_path, chosen)
+    _, public = attack("match_start", tmp_path / "public.json", chosen=chosen, checkpoint=table)
+    looked_up = public[online.unit_id]
+    tasks = len(json.loads(Path(table).read_text())) // 2
+    assert len(looked_up) == 2 * tasks and None not in looked_up and len(set(looked_up)) == tasks
+    monkeypatch.setenv("BITR_CACHE_DIR", str(tmp_path / "cache"))  # the key's datasets are built here
+    submission = {"name": "match_start", "agent": f"{ATTACKS}:match_start", "checkpoint": table, "agent_args": {}}
+    sealed = evaluate(chosen, submission, tmp_path / "sealed.json", jobs=2, seal=Seal(b"the maintainer's own secret"))
+    looked_up = reports_of("match_start", sealed, tmp_path / "sealed.json")[online.unit_id]
+    assert len(looked_up) == 2 * tasks and set(looked_up) == {None}  # no start state is known
+
+
 def test_a_sealed_evaluation_needs_the_sandbox_and_a_long_key(tmp_path, monkeypatch):
     from bitr_eval.sealed import Seal, read_key
 

@@ -15,6 +15,7 @@ from bitr_envs.datasets import storage
 from bitr_envs.files import write_json_atomic
 from bitr_envs.registry import entry
 from bitr_eval import filing
+from bitr_eval.board_cells import standings
 from bitr_eval.cli import main
 from bitr_eval.filing import ENTRY_FILE, slug
 from bitr_eval.leaderboard import render
@@ -398,6 +399,17 @@ def test_render_ranks_best_first_and_shows_references_apart(tmp_path):
     assert "Latest result started: 2026-02-01T00:00:00+00:00." in readme
     assert 'id="suite-tiny"' in page and page.count("Anchors and privileged references (not ranked)") == 3
     assert board(tmp_path) == (readme, page)  # the same files render the same pages
+
+
+def test_sealed_entries_rank_above_public_ones_whatever_their_scores():
+    # a public-split score may be recognition of the known test tasks; a sealed one cannot be
+    def view(name, mean, sealed):
+        return {"name": name, "role": "ranked", "sealed": sealed, "protocols": {"offline-iid": {"mean": mean}}}
+
+    views = [view("public best", 99.0, False), view("sealed low", 30.0, True), view("sealed high", 60.0, True),
+             view("public low", 10.0, False), view("sealed tied", 30.0, True)]
+    assert [(rank, v["name"]) for rank, v in standings(views, "offline-iid")] == [
+        (1, "sealed high"), (2, "sealed low"), (2, "sealed tied"), (4, "public best"), (5, "public low")]
 
 
 def test_render_skips_and_warns_about_invalid_and_old_files(tmp_path, capsys):

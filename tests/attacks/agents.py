@@ -43,6 +43,10 @@ Each attack, and the evaluator's answer:
   context episodes, and the task's goal. A context row found in the table names the goal, and
   the agent drives straight to it; otherwise it acts at random. Scores like the oracle on the
   public split, like a random agent under --sealed.
+- match_start: recognition from start states alone. Its checkpoint maps each first observation
+  of the public evaluation (the public start seeds, replayed on every public test task) to its
+  task. It reports the task it looked up at each episode's start: every one on the public
+  split, none under --sealed (the key salts the start seeds and draws other tasks).
 """
 
 import gc
@@ -345,6 +349,26 @@ class Recognise(RandomAgent):
         return np.clip(self.goal - obs, self.action_space.low, self.action_space.high)
 
 
+class MatchStart(RandomAgent):
+    def __init__(self, env_id, observation_space, action_space, checkpoint=None):
+        super().__init__(env_id, observation_space, action_space)
+        with open(checkpoint) as f:
+            self.task_of = {tuple(np.round(obs, 9)): task for obs, task in json.load(f)}
+        self.starting = True
+
+    def reset(self):
+        self.starting = True
+
+    def act(self, obs):
+        if self.starting:
+            report("match_start", self.task_of.get(tuple(np.round(obs, 9))))
+            self.starting = False
+        return super().act(obs)
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated):
+        self.starting = terminated or truncated
+
+
 class EscapeText(RandomAgent):
     def set_context(self, transitions):
         print("\x1b]0;pwned\x07\x1b[2J\x1b[31mlog line\r", flush=True)
@@ -354,7 +378,7 @@ class EscapeText(RandomAgent):
 snoop, forge, pickle_bomb, claim_privilege, double_fork = Snoop, Forge, PickleBomb, ClaimPrivilege, DoubleFork
 vandal, read_datasets, memory_bomb, cpu_bomb, giant_message = Vandal, ReadDatasets, MemoryBomb, CpuBomb, GiantMessage
 chatty, early_exit, raise_in = Chatty, EarlyExit, RaiseIn
-recognise = Recognise
+recognise, match_start = Recognise, MatchStart
 read_secrets, connect_sockets, fork_bomb, plant_link, escape_text = (ReadSecrets, ConnectSockets, ForkBomb, PlantLink,
                                                                        EscapeText)
 
