@@ -25,7 +25,7 @@ from bitr_eval.board_cells import (
     summary_text,
     wall_text,
 )
-from bitr_eval.figures import esc, figure
+from bitr_eval.figures import esc, suite_figures
 from bitr_eval.suites import SUITES
 
 CSS = """body{font:15px/1.45 system-ui,sans-serif;color:#1b1f24;max-width:1100px;margin:0 auto;padding:1rem 1.5rem}
@@ -158,7 +158,8 @@ def page(views: list[dict]) -> str:
         columns = ["Rank"] + header(suite_name)
         protocols = SUITES[suite_name].protocols
         body.append(f'<section id="suite-{esc(suite_name)}"><h2>Suite {esc(suite_name)}</h2>'
-                    f"<p>{esc(SUITES[suite_name].description)}</p>{figure(entries, protocols)}")
+                    f"<p>{esc(SUITES[suite_name].description)}</p>"
+                    + "".join(suite_figures(SUITES[suite_name], entries).values()))
         for protocol in protocols:
             ranking = [_ranking_row(_num(rank or "–", rank), v, protocol) for rank, v in standings(entries, protocol)]
             others = [_ranking_row(f'<td class="muted">{v["role"]}</td>', v, protocol) for v in references(entries)]

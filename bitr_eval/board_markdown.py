@@ -23,6 +23,7 @@ from bitr_eval.board_cells import (
     standings,
     wall_text,
 )
+from bitr_eval.figures import figure_titles
 from bitr_eval.suites import SUITES
 
 
@@ -68,14 +69,15 @@ RESULTS_END = "<!-- end of results tables -->"
 
 
 def results_tables(views: list[dict], figures: str = "plots") -> str:
-    """Per suite, its figure (from the folder `figures`), then one row per entry and a column per
+    """Per suite, its figures (from the folder `figures`), then one row per entry and a column per
     protocol: the mean, then the IQM, with 95% intervals, and the raw returns per unit; ranked
     entries by their first protocol's mean, then the references."""
     lines = []
     for suite_name, entries in by_suite(views):
         protocols = SUITES[suite_name].protocols
         lines += ["", f"### Suite `{suite_name}`", "", SUITES[suite_name].description, "",
-                  f"![normalised score per protocol, suite {suite_name}]({figures}/{suite_name}.svg)"]
+                  "\n\n".join(f"![{title}, suite {suite_name}]({figures}/{stem}.svg)"
+                              for stem, title in figure_titles(SUITES[suite_name]).items())]
         ordered = [v for _, v in standings(entries, protocols[0])] + references(entries)
         for key, title in (("mean", "Mean"), ("iqm", "IQM")):
             extra = header(suite_name)[5:] if key == "mean" else []  # the drop (, the ood tasks) and the time

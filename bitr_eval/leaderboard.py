@@ -10,8 +10,8 @@ The jobs, each in its own module, each importing only those above it in this lis
 - `bitr_eval.filing`: filing checked result files as entries, and reading the entries back;
 - `bitr_eval.entry_stats`: what the pages show of an entry (its statistics);
 - `bitr_eval.board_cells`: the ranking and the text of each cell, which every page shows;
-- `bitr_eval.board_markdown`, `bitr_eval.figures`, `bitr_eval.board_html`: README.md and the
-  results page's tables, the SVG figures, index.html;
+- `bitr_eval.figures`, `bitr_eval.board_markdown`, `bitr_eval.board_html`: the SVG figures,
+  README.md and the results page's tables, index.html;
 - this module: `render`, which writes them all.
 
 Whether a row is ranked is not taken from the file: the built-in anchors (`random`, `oracle`)
@@ -29,7 +29,7 @@ from bitr_eval.board_cells import by_suite
 from bitr_eval.board_html import page
 from bitr_eval.board_markdown import ResultsPageError, markdown, table_block, with_results_tables
 from bitr_eval.entry_stats import entry_view
-from bitr_eval.figures import figure
+from bitr_eval.figures import suite_figures
 from bitr_eval.filing import filed, progress
 from bitr_eval.suites import SUITES
 
@@ -44,7 +44,7 @@ def repository_results_page(directory: str | Path) -> Path | None:
 
 
 def render(directory: str | Path = "leaderboard", results_page: str | Path | None = None) -> list[str]:
-    """Write README.md, index.html and one figure per suite (plots/<suite>.svg) from the filed
+    """Write README.md, index.html and each suite's figures (plots/<suite>*.svg) from the filed
     entries, and refresh the tables block of `results_page` if given (checked before anything is
     written); return the warnings about skipped files."""
     page_text = None
@@ -63,13 +63,13 @@ def render(directory: str | Path = "leaderboard", results_page: str | Path | Non
     Path(directory, "index.html").write_text(page(views), encoding="utf-8")
     plots = Path(directory, "plots")
     plots.mkdir(exist_ok=True)
-    suites = by_suite(views)
-    for stale in set(plots.glob("*.svg")) - {plots / f"{name}.svg" for name, _ in suites}:
+    figures = {stem: svg for name, suite_views in by_suite(views)
+               for stem, svg in suite_figures(SUITES[name], suite_views).items()}
+    for stale in set(plots.glob("*.svg")) - {plots / f"{stem}.svg" for stem in figures}:
         stale.unlink()
-    for suite_name, suite_views in suites:
-        (plots / f"{suite_name}.svg").write_text(figure(suite_views, SUITES[suite_name].protocols) + "\n",
-                                                   encoding="utf-8")
+    for stem, svg in figures.items():
+        (plots / f"{stem}.svg").write_text(svg + "\n", encoding="utf-8")
     if page_text is not None:
-        figures = Path(os.path.relpath(plots, Path(results_page).parent)).as_posix()
-        Path(results_page).write_text(with_results_tables(page_text, views, figures), encoding="utf-8")
+        folder = Path(os.path.relpath(plots, Path(results_page).parent)).as_posix()
+        Path(results_page).write_text(with_results_tables(page_text, views, folder), encoding="utf-8")
     return warnings

@@ -284,6 +284,20 @@ def test_a_current_suite_ranks_on_test_tasks_with_the_other_task_drop_and_the_oo
     assert row[4].startswith("61.0 [") and row[6].startswith("40.0 [") and row[7].startswith("41.0 [")
     [row] = table(readme, "### offline-other-task")
     assert row[4].startswith("21.0 [")  # test tasks only: the ood tasks' 1.0 is not mixed in
+    # the figures of a current suite: the context-shift curve and test against ood tasks
+    from xml.etree import ElementTree
+
+    plots = tmp_path / "board" / "plots"
+    assert sorted(p.name for p in plots.iterdir()) == ["tiny-v1-shift.svg", "tiny-v1-tasks.svg", "tiny-v1.svg"]
+    svg = "{http://www.w3.org/2000/svg}"
+    curve = ElementTree.fromstring((plots / "tiny-v1-shift.svg").read_text())
+    # from the training pool's context to another task's, the entry's mean at each point
+    assert [t.text for t in curve.iter(f"{svg}tspan")] == ["offline-iid", "offline-unseen", "offline-other-task"]
+    points = [t.text for t in curve.iter(f"{svg}title")]
+    assert [p.split(": ")[1].split(" ")[0] for p in points] == ["61.0", "61.0", "21.0"]
+    gap = ElementTree.fromstring((plots / "tiny-v1-tasks.svg").read_text())
+    [dot] = [t.text for t in gap.iter(f"{svg}title")]
+    assert dot.startswith("v1: test tasks 61.0 [") and ", ood tasks 41.0 [" in dot
 
 
 def test_one_run_filed_twice_and_an_unpinned_suite_are_refused(tmp_path, capsys, monkeypatch):
