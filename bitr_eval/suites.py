@@ -323,6 +323,14 @@ SUITES: Mapping[str, Suite] = _Suites({
         seeds=(0, 1, 2),
         units=_splits_units(LITE_MORE_ENVS, "lite", 2, 2),
     ),
+    "lite-more-v1-calibration": lambda: Suite(
+        name="lite-more-v1-calibration",
+        description="The offline-iid units of lite-more-v1 (test and ood tasks): where a family is calibrated, by "
+        "the task-given ceiling and the context-free floor, which ignore their context and so score the same "
+        "under every offline protocol.",
+        seeds=(0, 1, 2),
+        units=_splits_units(LITE_MORE_ENVS, "lite", 2, 2, lambda env_id: ["offline-iid"]),
+    ),
     "full-v1": lambda: Suite(
         name="full-v1",
         description="Every family, test tasks and (where defined) ood tasks, every protocol; full datasets; 5 seeds.",
