@@ -225,6 +225,18 @@ class MetaTaskMixin:
 _TASK_TABLE_LOCK = threading.RLock()
 
 
+def libm(fn, values) -> np.ndarray:
+    """`fn`, a `math` function of one float, applied to each element of `values` (float64).
+
+    Tasks are computed with it, not with NumPy's ufuncs: NumPy picks a SIMD kernel for power,
+    exp, log, sin, ... per CPU, and its AVX-512 kernels differ from the others in the last bit
+    (numpy/numpy#23289). A mass that differs in its last bit is another MuJoCo model, whose
+    episodes soon part from the pinned datasets'. The C library's functions give one result on
+    every x86-64 machine this project has run on."""
+    array = np.asarray(values, dtype=np.float64)
+    return np.array([fn(float(x)) for x in array.ravel()], dtype=np.float64).reshape(array.shape)
+
+
 def _task_table(cls) -> dict[str, tuple[Mapping[str, Any], ...]]:
     return _drawn_table(cls, cls.task_seed)
 

@@ -6,6 +6,7 @@ in Gymnasium's sections (`help(gym.make(id).unwrapped)`).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import ClassVar
 
@@ -18,7 +19,7 @@ from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.utils import EzPickle
 
-from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, TaskChoice, split_tasks
+from bitr_envs.core import N_OOD, N_TEST, N_TRAIN, MetaTaskMixin, TaskChoice, libm, split_tasks
 
 N_TASKS = N_TRAIN + N_TEST
 CHEETAH_CTRL_COST = 0.05
@@ -179,6 +180,11 @@ class CheetahDirEnv(MetaTaskMixin, HalfCheetahEnv):
 
 
 # ----- Ant-Dir --------------------------------------------------------------------------------
+def _direction(angle: float) -> np.ndarray:
+    """The unit vector of Ant-Dir's direction, the same bits on every CPU (`libm`)."""
+    return np.array([math.cos(angle), math.sin(angle)])
+
+
 class AntDirEnv(MetaTaskMixin, AntEnv):
     """
     ## Description
@@ -244,10 +250,10 @@ class AntDirEnv(MetaTaskMixin, AntEnv):
 
     @classmethod
     def task_features(cls, params):
-        return np.array([np.cos(params["direction_angle"]), np.sin(params["direction_angle"])])
+        return _direction(params["direction_angle"])
 
     def _apply_task(self, params):
-        self._direction = np.array([np.cos(params["direction_angle"]), np.sin(params["direction_angle"])])
+        self._direction = _direction(params["direction_angle"])
 
     def step(self, action):
         # Ant-v5 hands only v_x to its reward function; the projection needs v_y too, which
@@ -293,7 +299,8 @@ class RandomParamMixin(MetaTaskMixin):
         shapes = {name: getattr(model, name).shape for name in cls.PARAMETERS}
 
         def task(exponents):
-            return {f"{name}_scale": cls.PARAMETERS[name] ** exponents[name] for name in shapes}
+            return {f"{name}_scale": libm(lambda u, base=cls.PARAMETERS[name]: math.pow(base, u), exponents[name])
+                    for name in shapes}
 
         in_distribution = [
             task({n: rng.uniform(-3.0, 3.0, s) for n, s in shapes.items()}) for _ in range(N_TASKS)
@@ -307,7 +314,7 @@ class RandomParamMixin(MetaTaskMixin):
     @classmethod
     def task_features(cls, params):
         # log-scales: symmetric around the default robot, and what the task was drawn in.
-        return np.log(super().task_features(params))
+        return libm(math.log, super().task_features(params))
 
     def _init_param_tasks(self, split: str, sparse: bool, task: TaskChoice) -> None:
         self.sparse = sparse

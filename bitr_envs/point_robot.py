@@ -7,6 +7,7 @@ registered ids), with the same dynamics, rewards and task contract as the single
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -23,7 +24,8 @@ GOAL_RADIUS = 0.2
 
 
 def _goal(angle: float) -> np.ndarray:
-    return np.array([np.cos(angle), np.sin(angle)])
+    """The goal on the unit circle at `angle`, the same bits on every CPU (`core.libm`)."""
+    return np.array([math.cos(angle), math.sin(angle)])
 
 
 def point_robot_reward(position: np.ndarray, goal: np.ndarray, sparse: bool) -> np.ndarray:
