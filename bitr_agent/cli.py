@@ -5,6 +5,7 @@
     bitr-agent sweep --algos A,B --envs E1,E2 --seeds 0,1,2 --out runs/sweep
                                    train and evaluate a grid of methods x families x seeds, resumably
     bitr-agent probes RUNS         the encoders' end-of-training probes of a sweep folder, as a table
+    bitr-agent calibration RUNS    the task-given ceiling against the context-free floor, per unit
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "as a Markdown table")
     probing.add_argument("runs", help="a `bitr-agent sweep --out` folder: <runs>/<algo>/seed<k>/<family>/metrics.csv")
     probing.set_defaults(func=_probes)
+
+    calibrating = commands.add_parser("calibration", help="print the task-given ceiling against the context-free "
+                                                          "floor per unit of a calibration suite, as a Markdown table")
+    calibrating.add_argument("runs", help="a `bitr-agent sweep --out` folder: "
+                                          "<runs>/<algo>/seed<k>/result-<suite>.json")
+    calibrating.add_argument("--suite", default="lite-more-v1-calibration", help="the suite the references were "
+                             "evaluated on (default: lite-more-v1-calibration)")
+    calibrating.set_defaults(func=_calibration)
     return parser
 
 
@@ -123,6 +132,17 @@ def _probes(args) -> int:
         print(probes_table(Path(args.runs)))
     except ValueError as err:
         print(f"bitr-agent probes: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _calibration(args) -> int:
+    from bitr_agent.calibration import calibration_table
+
+    try:
+        print(calibration_table(Path(args.runs), args.suite))
+    except ValueError as err:  # no result files yet, or one that fails its checks (ResultError)
+        print(f"bitr-agent calibration: {err}", file=sys.stderr)
         return 2
     return 0
 
