@@ -62,6 +62,10 @@ class MetaTaskMixin:
     """
 
     task_seed: ClassVar[int]
+    # How a score is normalised: per task (0 = that task's random return, 100 = its expert's),
+    # or pooled over the split (the split's mean random and mean expert return), for families
+    # whose expert fails some tasks outright, where a task's own scale is near zero or negative.
+    pooled_references: ClassVar[bool] = False
 
     # ----- the family's part ---------------------------------------------------------------
     @classmethod

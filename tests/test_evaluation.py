@@ -250,3 +250,27 @@ def test_each_task_is_played_by_a_fresh_agent_in_a_secret_order(tmp_path):
         check_play_order(orders[0][:-1], n_tasks, (0, 1))
     with pytest.raises(ValueError, match="each task's seeds together"):
         check_play_order([orders[0][0], orders[0][2], orders[0][1], *orders[0][3:]], n_tasks, (0, 1))
+
+
+def test_a_family_whose_expert_fails_some_tasks_is_scored_on_the_split_s_scale():
+    """Per task, 0 is the task's random return and 100 its expert's; where the expert fails some
+    tasks outright (Hopper/Walker-Param) one scale is pooled over the split, so a task whose own
+    scale is near zero or negative neither explodes the score nor flips its sign."""
+    from bitr_eval.scoring import score_episodes
+    from bitr_eval.suites import Unit
+
+    references = {"random": [0.0, 0.0, 10.0], "expert": [100.0, 0.5, 110.0]}  # the expert fails task 1
+    returns = [50.0, 0.0, 60.0]
+
+    def pooled(value):  # 0 = the mean random return 10/3, 100 = the mean expert's 210.5/3
+        return 100 * (value - 10 / 3) / (210.5 / 3 - 10 / 3)
+
+    for env_id, expected in (("bitr/CheetahVel-v0", [50.0, 0.0, 50.0]),
+                             ("bitr/WalkerParamSparse-v0", [pooled(r) for r in returns])):
+        unit = Unit(env_id, "test", "offline-iid", "lite", 1, 1, 0)
+        episodes = [{"task": t, "seed": 0, "episode": 0, "phase": "score", "return": r, "length": 200,
+                     "success": None} for t, r in enumerate(returns)]
+        scores = score_episodes(unit, (0,), episodes, references)["scores"]
+        assert np.array(scores)[:, 0] == pytest.approx(expected)
+    episodes[1]["return"] = -1.0  # a per-task scale of 0.5 would make this -200
+    assert score_episodes(unit, (0,), episodes, references)["scores"][1][0] == pytest.approx(pooled(-1.0))
