@@ -147,14 +147,17 @@ def _check_local_references(result: dict) -> None:
 
 
 def check_dataset_hashes(results: list[dict]) -> None:
-    """Refuse results that read different data, or used other references, under one dataset id."""
-    hashes: dict[str, tuple[str, str]] = {}
-    references: dict[tuple[str, str], dict] = {}
+    """Refuse results that read different data, or used other references, under one dataset id.
+    A sealed result's datasets are its key's, built on other tasks under the public ids: they are
+    compared with the results of the same key only."""
+    hashes: dict[tuple, tuple[str, str]] = {}
+    references: dict[tuple, dict] = {}
     for result in results:
+        key_sha256 = (result.get("sealed") or {}).get("key_sha256")  # None: the public datasets
         for unit in result["units"]:
             for dataset in unit["datasets"]:
                 mine = (dataset["data_sha256"], dataset["content_sha256"])
-                known = hashes.setdefault(dataset["id"], mine)
+                known = hashes.setdefault((key_sha256, dataset["id"]), mine)
                 if known != mine:
                     raise ResultError(
                         f"mismatched data: dataset {dataset['id']} has sha256 {mine[0][:12]}... (content "
@@ -162,8 +165,7 @@ def check_dataset_hashes(results: list[dict]) -> None:
                         f"{known[1][:12]}...) in another unit or result; evaluate on the published datasets "
                         f"(`bitr datasets verify`)")
             if unit["references"] is not None:
-                key = (unit["env_id"], unit["split"])
-                known_refs = references.setdefault(key, unit["references"])
+                known_refs = references.setdefault((key_sha256, unit["env_id"], unit["split"]), unit["references"])
                 if known_refs != unit["references"]:
                     raise ResultError(f"mismatched references: unit {unit['unit_id']} of "
                                       f"{result['submission']['name']!r} normalises with other reference returns "

@@ -683,3 +683,21 @@ def test_raw_returns_count_scored_episodes_only():
     assert scored and explored and np.mean(scored) != np.mean(scored + explored)
     view = entry_view("BITR", [board_record(run)])
     assert next(u for u in view["units"] if u["protocol"] == "online")["raw_return"] == pytest.approx(np.mean(scored))
+
+
+def test_sealed_data_is_compared_with_the_same_key_s_results_only():
+    """A key's datasets carry the public ids but hold other tasks' episodes: a board can hold the
+    public results and each key's side by side, and still refuses two builds under one id."""
+    from bitr_eval.checks import check_dataset_hashes
+    from bitr_eval.results import ResultError
+
+    public, other = make_result("public"), make_result("other build", sha256="b" * 64)
+    sealed = make_result("sealed", sha256="c" * 64)
+    sealed["sealed"] = {"key_sha256": "d" * 64}
+    check_dataset_hashes([public, sealed])
+    with pytest.raises(ResultError, match="mismatched data: dataset bitr/point-robot-sparse/test-iid-tiny-v0"):
+        check_dataset_hashes([public, other])
+    same_key = make_result("sealed too", sha256="e" * 64)
+    same_key["sealed"] = {"key_sha256": "d" * 64}
+    with pytest.raises(ResultError, match="mismatched data"):
+        check_dataset_hashes([sealed, same_key])
