@@ -60,7 +60,7 @@ def runs_text(view: dict) -> str:
     """The number of training runs, and whether a maintainer's re-play matched the filed returns."""
     text = SINGLE if view["runs"] == 1 else str(view["runs"])
     if view.get("sealed"):
-        text += "; sealed"
+        text += f"; sealed, key {view['sealed'][:8]}"  # entries of one key were scored on the same tasks
     if view["isolation"] != "bwrap":
         text += "; weaker sandbox"
     verification = view.get("verification")

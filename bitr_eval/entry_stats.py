@@ -44,8 +44,9 @@ def entry_view(name: str, runs: list[dict]) -> dict:
             "units": [],
             # the weakest sandbox any unit ran in: only "bwrap" keeps the datasets and files out of reach
             "isolation": "bwrap" if all(u.get("isolation") == "bwrap" for r in runs for u in r["units"]) else "process",
-            # scored on a maintainer's secret tasks (bitr_eval.sealed): its runs are all sealed or all public
-            "sealed": bool(runs[0].get("sealed"))}
+            # scored on a maintainer's secret tasks (bitr_eval.sealed): the key's sha256, one for all
+            # the runs of an entry; None for the public tasks
+            "sealed": (runs[0].get("sealed") or {}).get("key_sha256")}
     # per protocol over the test tasks ("protocols") and over the ood tasks ("ood_tasks")
     for split, key in (("test", "protocols"), ("ood", "ood_tasks")):
         view[key] = {}
