@@ -55,9 +55,17 @@ def calibration_table(runs: Path, suite_name: str = "lite-more-v1-calibration") 
         if not tops or not bottoms:
             continue
         top, bottom = float(np.mean(tops)), float(np.mean(bottoms))
-        verdict = "–" if unit.split != "test" else (
-            "yes" if top >= CEILING_AT_LEAST and top - bottom >= GAP_AT_LEAST else
-            f"no: ceiling {'below ' + str(int(CEILING_AT_LEAST)) if top < CEILING_AT_LEAST else 'too near the floor'}")
+        verdict = "–" if unit.split != "test" else _verdict(top, bottom)
         lines.append(f"| `{unit.unit_id}` | {' / '.join(f'{x:.1f}' for x in tops)} | {top:.1f} | "
                      f"{' / '.join(f'{x:.1f}' for x in bottoms)} | {bottom:.1f} | {top - bottom:.1f} | {verdict} |")
     return "\n".join(lines)
+
+
+def _verdict(ceiling: float, floor: float) -> str:
+    if ceiling >= CEILING_AT_LEAST and ceiling - floor >= GAP_AT_LEAST:
+        return "yes"
+    if ceiling < floor:
+        return "no: the floor beats the ceiling"
+    if ceiling < CEILING_AT_LEAST:
+        return f"no: ceiling below {CEILING_AT_LEAST:.0f}"
+    return "no: ceiling too near the floor"

@@ -32,6 +32,8 @@ def test_a_family_joins_when_the_ceiling_clears_the_bar_and_the_floor(tmp_path):
     write_runs(runs, "context_free", [50.0, 50.0])
     write_runs(runs, "oracle_task", [65.0, 65.0])
     assert calibration_table(runs, "tiny").splitlines()[2].endswith("| 15.0 | no: ceiling too near the floor |")
+    write_runs(runs, "context_free", [90.0, 90.0])  # told nothing, the learner does better than told the task
+    assert calibration_table(runs, "tiny").splitlines()[2].endswith("| -25.0 | no: the floor beats the ceiling |")
 
 
 def test_a_result_whose_numbers_do_not_follow_is_refused_and_none_is_an_error(tmp_path, capsys):
