@@ -138,7 +138,7 @@ def undocumented(parser) -> list[str]:
 
 def test_every_flag_of_the_trainers_says_what_it_does(monkeypatch):
     commands = subcommands(build_parser())
-    assert set(commands) == {"train", "sweep", "probes"}
+    assert set(commands) == {"train", "sweep", "probes", "calibration"}
     for name, command in commands.items():
         assert undocumented(command) == [], name
     flags = {flag for action in commands["train"]._actions for flag in action.option_strings}
