@@ -195,9 +195,10 @@ def figure_titles(suite) -> dict[str, str]:
 
 def suite_figures(suite, entries: list[dict]) -> dict[str, str]:
     """Every figure of a suite's entries (SVG text), by file stem (`figure_titles`)."""
+    titles = figure_titles(suite)
     figures = {suite.name: figure(entries, suite.protocols)}
-    if f"{suite.name}-shift" in figure_titles(suite):
+    if f"{suite.name}-shift" in titles:
         figures[f"{suite.name}-shift"] = shift_curve(entries, shift_protocols(suite.protocols))
-    if f"{suite.name}-tasks" in figure_titles(suite):
+    if f"{suite.name}-tasks" in titles:
         figures[f"{suite.name}-tasks"] = task_gap(entries)
     return figures
