@@ -3,6 +3,8 @@ cell. The pages (`board_markdown`, `board_html`, `figures`) only lay these out."
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from bitr_eval.entry_stats import shifted_protocol
 from bitr_eval.suites import SUITES
 
@@ -15,17 +17,42 @@ INTRO = ("Normalised score per task: 0 = random, 100 = expert. An entry is one o
          "suffers under context shift); on the current (-v1) suites the drop is to offline-other-task, context "
          "from a policy pursuing another task, and the scores are over the test tasks, with the ood tasks' "
          "offline-iid score in a column of its own. An entry with a failed unit has no score for that protocol. "
-         "Entries scored sealed (on a maintainer's secret draw of the test tasks) rank above entries scored on "
-         "the public test split. Anchors (random, oracle) and privileged agents (told the task) are shown for "
+         "A suite's entries scored sealed (on a maintainer's secret draw of the test tasks) are ranked in a section "
+         "of their key, apart from the entries of another key and from those scored on the public test split: "
+         "only entries of one section were scored on the same tasks. Anchors (random, oracle) and privileged agents (told the task) are shown for "
          "reference, never ranked. "
          "Every number is recomputed from the filed episodes.")
 SINGLE = "1 (single run)"
 
 
-def by_suite(views: list[dict]) -> list[tuple[str, list[dict]]]:
-    """The suites that have entries, in definition order; entries by name."""
-    return [(name, sorted((v for v in views if v["suite"] == name), key=lambda v: v["name"]))
-            for name in SUITES if any(v["suite"] == name for v in views)]
+class Section(NamedTuple):
+    """The entries of one suite scored on the same tasks: one sealing key's, or the public split's."""
+    suite: str
+    key: str | None  # the sealing key's sha256; None: the public test split
+    entries: list[dict]
+
+    @property
+    def title(self) -> str:
+        return self.suite + (f", sealed draw {self.key[:8]}" if self.key else "")
+
+    @property
+    def stem(self) -> str:
+        """The section's file stem (its figures, its HTML anchor)."""
+        return self.suite + (f"-{self.key[:8]}" if self.key else "")
+
+
+def sections(views: list[dict]) -> list[Section]:
+    """The suites that have entries, in definition order; per suite a section per sealing key (the
+    most recently scored first), then the public one; entries by name."""
+    out = []
+    for name in SUITES:
+        views_of = [v for v in views if v["suite"] == name]
+        keys = sorted({v.get("sealed") for v in views_of} - {None},
+                      key=lambda k: max(v["started"] for v in views_of if v.get("sealed") == k), reverse=True)
+        for key in keys + ([None] if any(not v.get("sealed") for v in views_of) else []):
+            entries = sorted((v for v in views_of if v.get("sealed") == key), key=lambda v: v["name"])
+            out.append(Section(name, key, entries))
+    return out
 
 
 def score(view: dict, protocol: str, key: str = "mean"):
@@ -60,7 +87,7 @@ def runs_text(view: dict) -> str:
     """The number of training runs, and whether a maintainer's re-play matched the filed returns."""
     text = SINGLE if view["runs"] == 1 else str(view["runs"])
     if view.get("sealed"):
-        text += f"; sealed, key {view['sealed'][:8]}"  # entries of one key were scored on the same tasks
+        text += "; sealed"  # its section names the key
     if view["isolation"] != "bwrap":
         text += "; weaker sandbox"
     verification = view.get("verification")
@@ -81,16 +108,12 @@ def wall_text(view: dict) -> str:
 
 
 def standings(views: list[dict], protocol: str) -> list[tuple[int | None, dict]]:
-    """(rank, entry) of the ranked entries: sealed entries above public ones (a public-split
-    score may be recognition of known tasks, a sealed one cannot), each group best mean first
-    (ties share a rank); no score: last."""
+    """(rank, entry) of the ranked entries of one section, best mean first (ties share a rank);
+    no score: last."""
     ranked = [v for v in views if v["role"] == "ranked"]
-    order = []
-    for group in ([v for v in ranked if v.get("sealed")], [v for v in ranked if not v.get("sealed")]):
-        above = len(order)
-        scored = sorted((v for v in group if score(v, protocol) is not None), key=lambda v: -score(v, protocol))
-        order += [(above + 1 + sum(score(o, protocol) > score(v, protocol) for o in scored), v) for v in scored]
-    return order + [(None, v) for v in ranked if score(v, protocol) is None]
+    scored = sorted((v for v in ranked if score(v, protocol) is not None), key=lambda v: -score(v, protocol))
+    return ([(1 + sum(score(o, protocol) > score(v, protocol) for o in scored), v) for v in scored]
+            + [(None, v) for v in ranked if score(v, protocol) is None])
 
 
 def display_name(view: dict) -> str:

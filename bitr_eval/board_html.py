@@ -10,7 +10,6 @@ import hashlib
 from bitr_eval.board_cells import (
     INTRO,
     SINGLE,
-    by_suite,
     ci_text,
     display_name,
     drop_text,
@@ -21,6 +20,7 @@ from bitr_eval.board_cells import (
     ood_text,
     references,
     score,
+    sections,
     standings,
     summary_text,
     wall_text,
@@ -141,7 +141,6 @@ def _unit_rows(entries: list[dict]) -> list[str]:
 def page(views: list[dict]) -> str:
     from bitr_envs.registry import entry
 
-    suites = by_suite(views)
     envs = sorted({u["env_id"] for v in views for u in v["units"]})
     families = sorted({entry(e).family for e in envs})
     body = [f"<h1>BITR-Bench leaderboard</h1><p>{esc(INTRO)}</p>",
@@ -154,12 +153,13 @@ def page(views: list[dict]) -> str:
         body.append(f"<fieldset><legend>Units shown in the per-unit tables</legend>{boxes}"
                     f'<label for="env-filter">env</label> <select id="env-filter"><option value="">all</option>'
                     f"{options}</select></fieldset>")
-    for suite_name, entries in suites:
+    for section in sections(views):
+        suite_name, entries = section.suite, section.entries
         columns = ["Rank"] + header(suite_name)
         protocols = SUITES[suite_name].protocols
-        body.append(f'<section id="suite-{esc(suite_name)}"><h2>Suite {esc(suite_name)}</h2>'
+        body.append(f'<section id="suite-{esc(section.stem)}"><h2>Suite {esc(section.title)}</h2>'
                     f"<p>{esc(SUITES[suite_name].description)}</p>"
-                    + "".join(suite_figures(SUITES[suite_name], entries).values()))
+                    + "".join(suite_figures(SUITES[suite_name], entries, section.stem).values()))
         for protocol in protocols:
             ranking = [_ranking_row(_num(rank or "–", rank), v, protocol) for rank, v in standings(entries, protocol)]
             others = [_ranking_row(f'<td class="muted">{v["role"]}</td>', v, protocol) for v in references(entries)]

@@ -181,24 +181,27 @@ def task_gap(entries: list[dict]) -> str:
     return plot.svg()
 
 
-def figure_titles(suite) -> dict[str, str]:
-    """The file stem and the title of each figure of a suite: `<suite>` (score per protocol) and,
-    on the current suites, `<suite>-shift` (the context-shift curve) and `<suite>-tasks` (test
-    against ood tasks, where the suite has ood tasks)."""
-    titles = {suite.name: "normalised score per protocol"}
+def figure_titles(suite, stem: str | None = None) -> dict[str, str]:
+    """The file stem and the title of each figure of a suite's board section (`stem`, default the
+    suite's name): `<stem>` (score per protocol) and, on the current suites, `<stem>-shift` (the
+    context-shift curve) and `<stem>-tasks` (test against ood tasks, where the suite has ood
+    tasks)."""
+    stem = stem or suite.name
+    titles = {stem: "normalised score per protocol"}
     if shift_protocols(suite.protocols):
-        titles[f"{suite.name}-shift"] = "the context-shift curve: score against the context's behaviour"
+        titles[f"{stem}-shift"] = "the context-shift curve: score against the context's behaviour"
     if any(u.split == "ood" and u.protocol == "offline-iid" for u in suite.units):
-        titles[f"{suite.name}-tasks"] = "test-task against ood-task score"
+        titles[f"{stem}-tasks"] = "test-task against ood-task score"
     return titles
 
 
-def suite_figures(suite, entries: list[dict]) -> dict[str, str]:
-    """Every figure of a suite's entries (SVG text), by file stem (`figure_titles`)."""
-    titles = figure_titles(suite)
-    figures = {suite.name: figure(entries, suite.protocols)}
-    if f"{suite.name}-shift" in titles:
-        figures[f"{suite.name}-shift"] = shift_curve(entries, shift_protocols(suite.protocols))
-    if f"{suite.name}-tasks" in titles:
-        figures[f"{suite.name}-tasks"] = task_gap(entries)
+def suite_figures(suite, entries: list[dict], stem: str | None = None) -> dict[str, str]:
+    """Every figure of a suite's board section (SVG text), by file stem (`figure_titles`)."""
+    stem = stem or suite.name
+    titles = figure_titles(suite, stem)
+    figures = {stem: figure(entries, suite.protocols)}
+    if f"{stem}-shift" in titles:
+        figures[f"{stem}-shift"] = shift_curve(entries, shift_protocols(suite.protocols))
+    if f"{stem}-tasks" in titles:
+        figures[f"{stem}-tasks"] = task_gap(entries)
     return figures

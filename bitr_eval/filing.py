@@ -3,7 +3,8 @@ filed entries back.
 
     bitr leaderboard add RUN1.json RUN2.json RUN3.json --name "FOCAL (lite)"
 
-An entry lives in `results/<suite>/<slug of its name>/`: `entry.json` (its name and run files)
+An entry lives in `results/<suite>/<slug of its name>/` (a sealed entry's folder ends with its
+key's first eight hex digits: one name can be filed once per key): `entry.json` (its name and run files)
 and `run-1.json`, `run-2.json`, ... (the result files as submitted, one per training run of
 the same agent: same spec and arguments, different checkpoints), and `verification.json` when
 a maintainer re-played some of its units (`bitr_eval.replay`). A file is filed only if it
@@ -125,6 +126,11 @@ def load_entry(folder: Path, episodes: bool = False) -> dict:
             "verification": json.loads(verification.read_text()) if verification.exists() else None}
 
 
+def _key(run: dict) -> str | None:
+    """The sealing key's sha256 of a result or board record; None: scored on the public tasks."""
+    return (run.get("sealed") or {}).get("key_sha256")
+
+
 def add(paths, directory: str | Path = "leaderboard", name: str | None = None, replace: bool = False,
         seal=None) -> Path:
     """Check the result files `paths` (the training runs of one agent) against the board and file
@@ -157,16 +163,17 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
     if not name.strip() or len(name) > 100:
         raise ResultError("an entry name has 1 to 100 characters")
     suite_name = runs[0]["suite"]["name"]
-    target = Path(directory, RESULTS, suite_name, slug(name))
+    key = _key(runs[0])
+    target = Path(directory, RESULTS, suite_name, slug(name) + (f"-{key[:8]}" if key else ""))
     entries, _ = filed(directory)
     for other in entries:
-        same_name = other["suite"] == suite_name and other["name"] == name
+        same_name = other["suite"] == suite_name and other["name"] == name and _key(other["runs"][0]) == key
         if other["path"] == target and not same_name:
             raise ResultError(f"{target} already holds {other['name']!r}: choose a name that differs in its "
                               f"letters or digits")
         if same_name and not replace:
-            raise ResultError(f"{name!r} is already on the {suite_name} board ({other['path']}); --replace "
-                              f"replaces it")
+            raise ResultError(f"{name!r} is already on the {suite_name} board{' under this key' if key else ''} "
+                              f"({other['path']}); --replace replaces it")
     check_dataset_hashes([r for e in entries if e["path"] != target for r in e["runs"]] + runs)
     if target.exists():
         for old in target.glob("*.json"):

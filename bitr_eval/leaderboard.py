@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bitr_eval.board_cells import by_suite
+from bitr_eval.board_cells import sections
 from bitr_eval.board_html import page
 from bitr_eval.board_markdown import ResultsPageError, markdown, table_block, with_results_tables
 from bitr_eval.entry_stats import entry_view
@@ -44,7 +44,7 @@ def repository_results_page(directory: str | Path) -> Path | None:
 
 
 def render(directory: str | Path = "leaderboard", results_page: str | Path | None = None) -> list[str]:
-    """Write README.md, index.html and each suite's figures (plots/<suite>*.svg) from the filed
+    """Write README.md, index.html and each board section's figures (plots/<suite>[-<key>]*.svg) from the filed
     entries, and refresh the tables block of `results_page` if given (checked before anything is
     written); return the warnings about skipped files."""
     page_text = None
@@ -63,8 +63,8 @@ def render(directory: str | Path = "leaderboard", results_page: str | Path | Non
     Path(directory, "index.html").write_text(page(views), encoding="utf-8")
     plots = Path(directory, "plots")
     plots.mkdir(exist_ok=True)
-    figures = {stem: svg for name, suite_views in by_suite(views)
-               for stem, svg in suite_figures(SUITES[name], suite_views).items()}
+    figures = {stem: svg for section in sections(views)
+               for stem, svg in suite_figures(SUITES[section.suite], section.entries, section.stem).items()}
     for stale in set(plots.glob("*.svg")) - {plots / f"{stem}.svg" for stem in figures}:
         stale.unlink()
     for stem, svg in figures.items():

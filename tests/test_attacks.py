@@ -630,6 +630,13 @@ def test_a_sealed_result_is_filed_only_with_its_key(tmp_path, bwrap, monkeypatch
         add([out], board, seal=Seal(b"another maintainer's key, 32 b."))
     entry = add([out], board, seal=seal)
     assert json.loads((entry / "run-1.json").read_text())["sealed"] == {"key_sha256": seal.key_sha256}
+    # one name is filed once per key: the public run of the same name has a folder of its own
+    assert entry.name == f"random-{seal.key_sha256[:8]}"
+    with pytest.raises(ResultError, match="already on the tiny board under this key"):
+        add([out], board, seal=seal)
+    public = tmp_path / "public.json"
+    evaluate(TINY, {"name": "random", "agent": "random"}, public, jobs=2)
+    assert add([public], board).name == "random"
     forged = json.loads(out.read_text())
     forged["units"][0]["references"]["expert"][0] += 1.0  # the scores no longer follow from it
     (tmp_path / "forged.json").write_text(json.dumps(forged))

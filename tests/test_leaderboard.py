@@ -15,7 +15,7 @@ from bitr_envs.datasets import storage
 from bitr_envs.files import write_json_atomic
 from bitr_envs.registry import entry
 from bitr_eval import filing
-from bitr_eval.board_cells import standings
+from bitr_eval.board_cells import sections, standings
 from bitr_eval.cli import main
 from bitr_eval.filing import ENTRY_FILE, slug
 from bitr_eval.leaderboard import render
@@ -401,15 +401,20 @@ def test_render_ranks_best_first_and_shows_references_apart(tmp_path):
     assert board(tmp_path) == (readme, page)  # the same files render the same pages
 
 
-def test_sealed_entries_rank_above_public_ones_whatever_their_scores():
-    # a public-split score may be recognition of the known test tasks; a sealed one cannot be
-    def view(name, mean, sealed):
-        return {"name": name, "role": "ranked", "sealed": sealed, "protocols": {"offline-iid": {"mean": mean}}}
+def test_each_sealing_key_is_a_section_of_its_own_ranked_apart():
+    # entries of two keys, or of a key and the public split, were scored on different tasks: a
+    # public-split score may even be recognition of the known test tasks
+    def view(name, mean, sealed, started):
+        return {"name": name, "suite": "tiny", "role": "ranked", "sealed": sealed, "started": started,
+                "protocols": {"offline-iid": {"mean": mean}}}
 
-    views = [view("public best", 99.0, False), view("sealed low", 30.0, True), view("sealed high", 60.0, True),
-             view("public low", 10.0, False), view("sealed tied", 30.0, True)]
-    assert [(rank, v["name"]) for rank, v in standings(views, "offline-iid")] == [
-        (1, "sealed high"), (2, "sealed low"), (2, "sealed tied"), (4, "public best"), (5, "public low")]
+    views = [view("public best", 99.0, None, "3"), view("old low", 30.0, "a" * 64, "1"),
+             view("new high", 60.0, "b" * 64, "2"), view("old high", 50.0, "a" * 64, "1")]
+    found = sections(views)
+    assert [(s.title, s.stem) for s in found] == [("tiny, sealed draw bbbbbbbb", "tiny-bbbbbbbb"),
+                                                  ("tiny, sealed draw aaaaaaaa", "tiny-aaaaaaaa"), ("tiny", "tiny")]
+    assert [[(rank, v["name"]) for rank, v in standings(s.entries, "offline-iid")] for s in found] == [
+        [(1, "new high")], [(1, "old high"), (2, "old low")], [(1, "public best")]]
 
 
 def test_render_skips_and_warns_about_invalid_and_old_files(tmp_path, capsys):
