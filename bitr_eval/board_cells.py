@@ -19,8 +19,8 @@ INTRO = ("Normalised score per task: 0 = random, 100 = expert. An entry is one o
          "offline-iid score in a column of its own. An entry with a failed unit has no score for that protocol. "
          "A suite's entries scored sealed (on a maintainer's secret draw of the test tasks) are ranked in a section "
          "of their key, apart from the entries of another key and from those scored on the public test split: "
-         "only entries of one section were scored on the same tasks. Anchors (random, oracle) and privileged agents (told the task) are shown for "
-         "reference, never ranked. "
+         "only entries of one section were scored on the same tasks. Anchors (random, oracle) and privileged "
+         "agents (told the task) are shown for reference, never ranked. "
          "Every number is recomputed from the filed episodes.")
 SINGLE = "1 (single run)"
 
