@@ -3,6 +3,7 @@ cell. The pages (`board_markdown`, `board_html`, `figures`) only lay these out."
 
 from __future__ import annotations
 
+import datetime
 from typing import NamedTuple
 
 from bitr_eval.entry_stats import shifted_protocol
@@ -42,17 +43,21 @@ class Section(NamedTuple):
 
 
 def sections(views: list[dict]) -> list[Section]:
-    """The suites that have entries, in definition order; per suite a section per sealing key (the
-    most recently scored first), then the public one; entries by name."""
-    out = []
-    for name in SUITES:
+    """The board's sections: every sealed one first (the board's scores that recognition of known
+    tasks cannot reach), then the public ones; each group in suite definition order, a suite's
+    keys most recently scored first; entries by name."""
+    found = []
+    for order, name in enumerate(SUITES):
         views_of = [v for v in views if v["suite"] == name]
-        keys = sorted({v.get("sealed") for v in views_of} - {None},
-                      key=lambda k: max(v["started"] for v in views_of if v.get("sealed") == k), reverse=True)
-        for key in keys + ([None] if any(not v.get("sealed") for v in views_of) else []):
+        for key in {v.get("sealed") for v in views_of}:
             entries = sorted((v for v in views_of if v.get("sealed") == key), key=lambda v: v["name"])
-            out.append(Section(name, key, entries))
-    return out
+            found.append(((key is None, order, -max(_seconds(v["started"]) for v in entries)),
+                          Section(name, key, entries)))
+    return [section for _, section in sorted(found, key=lambda pair: pair[0])]
+
+
+def _seconds(started: str) -> float:
+    return datetime.datetime.fromisoformat(started).timestamp()
 
 
 def score(view: dict, protocol: str, key: str = "mean"):

@@ -408,13 +408,17 @@ def test_each_sealing_key_is_a_section_of_its_own_ranked_apart():
         return {"name": name, "suite": "tiny", "role": "ranked", "sealed": sealed, "started": started,
                 "protocols": {"offline-iid": {"mean": mean}}}
 
-    views = [view("public best", 99.0, None, "3"), view("old low", 30.0, "a" * 64, "1"),
-             view("new high", 60.0, "b" * 64, "2"), view("old high", 50.0, "a" * 64, "1")]
+    day = "2026-12-0{}T00:00:00+00:00".format
+    views = [view("public best", 99.0, None, day(3)), view("old low", 30.0, "a" * 64, day(1)),
+             view("new high", 60.0, "b" * 64, day(2)), view("old high", 50.0, "a" * 64, day(1)),
+             {**view("quick public", 10.0, None, day(4)), "suite": "quick"}]
     found = sections(views)
-    assert [(s.title, s.stem) for s in found] == [("tiny, sealed draw bbbbbbbb", "tiny-bbbbbbbb"),
-                                                  ("tiny, sealed draw aaaaaaaa", "tiny-aaaaaaaa"), ("tiny", "tiny")]
+    # sealed sections first, the newest key first; then the public ones in suite order
+    assert [(s.title, s.stem) for s in found] == [
+        ("tiny, sealed draw bbbbbbbb", "tiny-bbbbbbbb"), ("tiny, sealed draw aaaaaaaa", "tiny-aaaaaaaa"),
+        ("tiny", "tiny"), ("quick", "quick")]
     assert [[(rank, v["name"]) for rank, v in standings(s.entries, "offline-iid")] for s in found] == [
-        [(1, "new high")], [(1, "old high"), (2, "old low")], [(1, "public best")]]
+        [(1, "new high")], [(1, "old high"), (2, "old low")], [(1, "public best")], [(1, "quick public")]]
 
 
 def test_render_skips_and_warns_about_invalid_and_old_files(tmp_path, capsys):
