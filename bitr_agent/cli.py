@@ -19,8 +19,8 @@ from bitr_agent.agent import AGENT_FILE, load_weights
 from bitr_agent.checkpoint import RunFolderError, write_training_record
 from bitr_agent.config import METHOD_CONFIGS, PROFILES, Config, TrainConfig, from_profile
 from bitr_agent.diagnostics import TrainingFailed, probes_table
-from bitr_agent.methods import ALGOS, method
-from bitr_agent.sweep import add_arguments, evaluate_command, main_from_args, result_file, run_name
+from bitr_agent.methods import ALGOS
+from bitr_agent.sweep import add_arguments, evaluate_command, factory_for, main_from_args, result_file, run_name
 from bitr_agent.train import train
 from bitr_agent.utils import add_dataclass_flags, field_docs, set_fields
 
@@ -97,11 +97,9 @@ def evaluation_hint(out: str, env_id: str, cfg: Config, profile: str) -> str:
     chosen = suggested_suite(env_id, cfg.dataset, profile)
     if chosen is None:
         return f"no evaluation suite has {env_id} on this dataset's size (suites: {', '.join(SUITES)})"
-    privileged = getattr(method(cfg.algo).agent_class, "privileged", False)
-    factory = "bitr_agent:load_privileged" if privileged else "bitr_agent:load"
     envs = () if {u.env_id for u in chosen.units} == {env_id} else (env_id,)
     command = evaluate_command(out, chosen.name, f"{out}/{result_file(chosen.name)}", run_name(cfg.algo, cfg.seed),
-                               factory, envs)
+                               factory_for(cfg.algo), envs)
     return f"evaluate it with: {shlex.join(command)}"
 
 

@@ -13,19 +13,24 @@ and, once every family of (A, S) is trained,
     bitr evaluate --agent bitr_agent:load --checkpoint <out>/<A>/seed<S> --suite <suite> \
         --out <out>/<A>/seed<S>/result-<suite>.json --name "<A> seed <S>"
 
+(`bitr_agent:load_privileged` for a privileged method, the task-given ceiling). With `--sealed
+KEYFILE` the evaluation is sealed (`--sealed KEYFILE --require-sandbox`) and its result file is
+`result-<suite>-<first 8 hex digits of the key's sha256>.json`: a run has one result per key.
+
 At most `jobs` runs go at once; an evaluation starts as soon as its families are trained, before
 any training still waiting. A trained run (its `agent.pt` exists) and an evaluated one (its
 result file holds every unit, all finished) are skipped, so the same command continues a sweep
-that was stopped. A failed run is reported (its log is `train.log` / `evaluate.log` beside its
-output) and the sweep goes on; the evaluation of an (algorithm, seed) with a failed family is
-not run. After each training the sweep writes `training.json` (wall time, algorithm, seed,
-profile, dataset) beside `agent.pt` unless the trainer wrote one: `bitr evaluate` copies it into
-the result's submission.
+that was stopped. A failed run is reported (its log is `train.log` beside its output, or
+`evaluate-<suite>[-<key>].log` beside its result) and the sweep goes on; the evaluation of an
+(algorithm, seed) with a failed family is not run. After each training the sweep writes
+`training.json` (wall time, algorithm, seed, profile, dataset) beside `agent.pt` unless the
+trainer wrote one: `bitr evaluate` copies it into the result's submission.
 
 `--executor ray` runs the same subprocesses as Ray tasks (one CPU each), so the outcome is the
 same as with the local pool. `--train-command` / `--eval-command` replace the commands with
 templates whose words may hold {algo} {seed} {env} {env_slug} {dataset} {profile} {out}
-(train) and {algo} {seed} {checkpoint} {suite} {result} {name} {profile} (evaluate).
+(train) and {algo} {seed} {checkpoint} {suite} {result} {name} {profile} {sealed} (evaluate; {sealed} is
+the KEYFILE of --sealed).
 """
 
 from __future__ import annotations
@@ -49,9 +54,18 @@ TRAIN_TEMPLATE = ("bitr-agent train --algo {algo} --dataset {dataset} --profile 
                   "--out {out}")
 
 
-def result_file(suite_name: str) -> str:
-    """One result file per suite: the same checkpoints are evaluated on several suites."""
-    return f"result-{suite_name}.json"
+def result_file(suite_name: str, key_sha256: str | None = None) -> str:
+    """One result file per suite and sealing key (None: the public tasks): the same checkpoints
+    are evaluated on several suites, and sealed under several keys."""
+    return f"result-{suite_name}" + (f"-{key_sha256[:8]}" if key_sha256 else "") + ".json"
+
+
+def factory_for(algo: str) -> str:
+    """The agent factory that loads a method's checkpoints: a privileged method's (told the task)
+    loads only through `bitr_agent:load_privileged`."""
+    from bitr_agent.methods import method
+
+    return "bitr_agent:load_privileged" if getattr(method(algo).agent_class, "privileged", False) else "bitr_agent:load"
 
 
 def run_name(algo: str, seed: int) -> str:
@@ -60,11 +74,13 @@ def run_name(algo: str, seed: int) -> str:
 
 
 def evaluate_command(checkpoint, suite_name: str, result, name: str, factory: str = "bitr_agent:load",
-                     envs=()) -> list[str]:
+                     envs=(), sealed: str | None = None) -> list[str]:
     """`bitr evaluate` of a training run's agents (`checkpoint`: a run folder, or a folder of one
-    per family); `envs`: only their units. The sweep runs it; `bitr-agent train` suggests it."""
+    per family); `envs`: only their units; `sealed`: the sealing key's file. The sweep runs it;
+    `bitr-agent train` suggests it."""
     return ["bitr", "evaluate", "--agent", factory, "--checkpoint", str(checkpoint), "--suite", suite_name,
-            "--out", str(result), "--name", name, *[word for env in envs for word in ("--env", env)]]
+            "--out", str(result), "--name", name, *[word for env in envs for word in ("--env", env)],
+            *(["--sealed", str(sealed), "--require-sandbox"] if sealed else [])]
 
 
 @dataclass
@@ -76,10 +92,13 @@ class Run:
     folder: Path  # where its output and log go
     env: Optional[str] = None  # train only
     fields: dict = field(default_factory=dict)  # train only: what training.json records
+    result: Optional[Path] = None  # evaluate only: its result file, in `folder`
 
     @property
     def log(self) -> Path:
-        return self.folder / ("train.log" if self.kind == "train" else "evaluate.log")
+        if self.kind == "train":
+            return self.folder / "train.log"
+        return self.folder / ("evaluate" + self.result.stem.removeprefix("result") + ".log")
 
     @property
     def label(self) -> str:
@@ -98,8 +117,9 @@ def trained(run: Run) -> bool:
     return (run.folder / AGENT_FILE).exists()
 
 
-def evaluated(result_path: Path, suite_name: str) -> bool:
-    """The result file exists and holds every unit of the suite (or of the envs run), all finished."""
+def evaluated(result_path: Path, suite_name: str, key_sha256: str | None = None) -> bool:
+    """The result file exists, was scored on the tasks of `key_sha256` (None: the public ones) and
+    holds every unit of the suite (or of the envs run), all finished."""
     from bitr_eval.results import ResultError, load_result
 
     if not result_path.exists():
@@ -110,6 +130,8 @@ def evaluated(result_path: Path, suite_name: str) -> bool:
         return False
     wanted = set(result["suite"]["units"])
     done = {u["unit_id"] for u in result["units"] if u["status"] == "ok"}
+    if (result.get("sealed") or {}).get("key_sha256") != key_sha256:
+        return False
     return result["suite"]["name"] == suite_name and bool(done) and (wanted <= done or _env_subset_done(result, done))
 
 
@@ -122,9 +144,10 @@ def _env_subset_done(result: dict, done: set) -> bool:
 
 
 def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
-         train_template: str = TRAIN_TEMPLATE, eval_template: Optional[str] = None
+         train_template: str = TRAIN_TEMPLATE, eval_template: Optional[str] = None, sealed=None
          ) -> tuple[dict[tuple[str, int], list[Run]], dict[tuple[str, int], Run]]:
-    """The sweep's runs: per (algo, seed) its training runs (one per family) and its evaluation."""
+    """The sweep's runs: per (algo, seed) its training runs (one per family) and its evaluation;
+    `sealed`: (the key's file, its `bitr_eval.sealed.Seal`) for sealed evaluations."""
     from bitr_envs.datasets.ids import env_slug
     from bitr_eval.suites import dataset_id, suite
 
@@ -147,16 +170,17 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
                 runs.append(Run("train", algo, seed, _fill(train_template, values), folder, env,
                                 {"algo": algo, "seed": seed, "profile": profile, "dataset": dataset}))
             trains[(algo, seed)] = runs
-            result = checkpoint / result_file(suite_name)
+            result = checkpoint / result_file(suite_name, sealed and sealed[1].key_sha256)
             name = run_name(algo, seed)
             if eval_template is None:  # with --env: only the trained families; the rest stays to run
-                command = evaluate_command(checkpoint, suite_name, result, name,
-                                           envs=envs if set(envs) != set(suite_envs) else ())
+                command = evaluate_command(checkpoint, suite_name, result, name, factory_for(algo),
+                                           envs=envs if set(envs) != set(suite_envs) else (),
+                                           sealed=sealed and sealed[0])
             else:
                 command = _fill(eval_template, {"algo": algo, "seed": seed, "checkpoint": str(checkpoint),
                                                 "suite": suite_name, "result": str(result), "name": name,
-                                                "profile": profile})
-            evals[(algo, seed)] = Run("evaluate", algo, seed, command, checkpoint)
+                                                "profile": profile, "sealed": sealed and sealed[0]})
+            evals[(algo, seed)] = Run("evaluate", algo, seed, command, checkpoint, result=result)
     return trains, evals
 
 
@@ -216,17 +240,23 @@ class _RayPool:
 
 def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", out: str | Path = "runs/sweep",
           jobs: int = 1, executor: str = "local", dry_run: bool = False, train_template: str = TRAIN_TEMPLATE,
-          eval_template: Optional[str] = None, echo=print) -> dict[str, list[str]]:
+          eval_template: Optional[str] = None, sealed=None, echo=print) -> dict[str, list[str]]:
     """Run (or continue) the sweep; return the labels of the runs by outcome: 'done' (skipped,
-    finished before), 'ok', 'failed', 'blocked' (an evaluation whose training failed)."""
-    trains, evals = plan(algos, envs, seeds, profile, suite_name, out, train_template, eval_template)
+    finished before), 'ok', 'failed', 'blocked' (an evaluation whose training failed). `sealed`:
+    the sealing key's file, for sealed evaluations."""
+    if sealed is not None:
+        from bitr_eval.sealed import read_key
+
+        sealed = (sealed, read_key(sealed))
+    key_sha256 = sealed and sealed[1].key_sha256
+    trains, evals = plan(algos, envs, seeds, profile, suite_name, out, train_template, eval_template, sealed)
     outcome: dict[str, list[str]] = {"done": [], "ok": [], "failed": [], "blocked": []}
     if dry_run:
         for key, runs in trains.items():
             for run in runs:
                 echo(("# done: " if trained(run) else "") + shlex.join(run.command))
             run = evals[key]
-            done = evaluated(run.folder / result_file(suite_name), suite_name)
+            done = evaluated(run.result, suite_name, key_sha256)
             echo(("# done: " if done else "") + shlex.join(run.command))
         return outcome
     if executor not in ("local", "ray"):
@@ -256,7 +286,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             if key in failed_keys:
                 outcome["blocked"].append(run.label)
                 echo(f"skip   {run.label}: a family failed to train")
-            elif evaluated(run.folder / result_file(suite_name), suite_name):
+            elif evaluated(run.result, suite_name, key_sha256):
                 outcome["done"].append(run.label)
                 echo(f"done   {run.label} (finished before)")
             else:
@@ -277,7 +307,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             run = pending.pop(handle)
             ok = code == 0 and (run.kind != "train" or trained(run))
             if ok and run.kind == "evaluate":
-                ok = evaluated(run.folder / result_file(suite_name), suite_name)
+                ok = evaluated(run.result, suite_name, key_sha256)
             if ok:
                 outcome["ok"].append(run.label)
                 echo(f"ok     {run.label} ({seconds:.0f} s)")
@@ -326,14 +356,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "{env_slug} {dataset} {profile} {out} (default: %(default)s)")
     parser.add_argument("--eval-command", default=None,
                         help="template of the evaluation command, whose words may hold {algo} {seed} {checkpoint} "
-                             "{suite} {result} {name} {profile} (default: bitr evaluate --agent bitr_agent:load "
-                             "--checkpoint {checkpoint} --suite {suite} --out {result} --name {name}, and --env for "
-                             "each family when --envs are not all the suite's)")
+                             "{suite} {result} {name} {profile} {sealed} (default: bitr evaluate --agent "
+                             "bitr_agent:load --checkpoint {checkpoint} --suite {suite} --out {result} --name {name}, "
+                             "bitr_agent:load_privileged for a privileged method, --env for each family when --envs "
+                             "are not all the suite's, and --sealed {sealed} --require-sandbox with --sealed)")
+    parser.add_argument("--sealed", metavar="KEYFILE", default=None,
+                        help="score the evaluations sealed, on the tasks drawn from this key (bitr evaluate "
+                             "--sealed); a run's result file then names the key: result-<suite>-<key>.json")
 
 
 def main_from_args(args) -> int:
     outcome = sweep(args.algos, args.envs, args.seeds, args.profile, args.suite, args.out, args.jobs,
-                    args.executor, args.dry_run, args.train_command, args.eval_command)
+                    args.executor, args.dry_run, args.train_command, args.eval_command, args.sealed)
     if args.dry_run:
         return 0
     print(f"\nsweep: {len(outcome['ok'])} run, {len(outcome['done'])} finished before, "

@@ -126,3 +126,37 @@ def test_sweep_keeps_a_relative_folder_relative(tmp_path, fakes, monkeypatch):
     command = evals[("bitr", 0)].command
     assert command[command.index("--checkpoint") + 1] == "runs/bitr/seed0"
     assert command[command.index("--out") + 1] == "runs/bitr/seed0/result-tiny.json"
+
+
+def test_a_sealed_sweep_names_its_results_by_key_and_counts_only_that_key_s(tmp_path, fakes):
+    """A run is scored once per key: its result file names the key, and a public result (or
+    another key's) in its place does not count as done. The ceiling loads privileged."""
+    from bitr_eval.sealed import read_key
+
+    key = tmp_path / "board.key"
+    key.write_bytes(b"the maintainer's key, 32 bytes..")
+    seal = read_key(key)
+    _, evals = plan(["bitr", "oracle_task"], ["bitr/PointRobotSparse-v0"], [0], "tiny", "tiny", "runs",
+                    sealed=(str(key), seal))
+    run = evals[("bitr", 0)]
+    assert run.result.name == f"result-tiny-{seal.key_sha256[:8]}.json"
+    assert run.log.name == f"evaluate-tiny-{seal.key_sha256[:8]}.log"
+    assert run.command[-3:] == ["--sealed", str(key), "--require-sandbox"]
+    assert evals[("oracle_task", 0)].command[3] == "bitr_agent:load_privileged"
+    assert evals[("bitr", 0)].command[3] == "bitr_agent:load"
+
+    public, _ = run_sweep(tmp_path / "sweep", fakes, algos=("bitr",), sealed=str(key))
+    assert public["failed"] == ["evaluate bitr seed 0", "evaluate bitr seed 1"]  # the fake wrote public results
+    sealed_result = make_result("fake")
+    sealed_result["sealed"] = {"key_sha256": seal.key_sha256}
+    (tmp_path / "template.json").write_text(json.dumps(sealed_result))
+    again, _ = run_sweep(tmp_path / "sweep", fakes, algos=("bitr",), sealed=str(key))
+    assert again["ok"] == ["evaluate bitr seed 0", "evaluate bitr seed 1"]
+    done, _ = run_sweep(tmp_path / "sweep", fakes, algos=("bitr",), sealed=str(key))
+    assert done["ok"] == [] and len(done["done"]) == 4
+    # the public sweep's result-tiny.json is not made yet, and a sealed file there does not count
+    public_again, _ = run_sweep(tmp_path / "sweep", fakes, algos=("bitr",))
+    assert public_again["failed"] == ["evaluate bitr seed 0", "evaluate bitr seed 1"]
+    (tmp_path / "template.json").write_text(json.dumps(make_result("fake")))
+    public_again, _ = run_sweep(tmp_path / "sweep", fakes, algos=("bitr",))
+    assert public_again["ok"] == ["evaluate bitr seed 0", "evaluate bitr seed 1"]
