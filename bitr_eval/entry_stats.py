@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bitr_envs.datasets.ids import DatasetId, env_slug
 from bitr_eval.agents import role
 from bitr_eval.stats import summarize_runs
 from bitr_eval.suites import SUITES
@@ -25,6 +26,23 @@ def _task_matrix(runs: list[dict], units: list) -> np.ndarray | None:
             return None
         rows.append(np.concatenate([np.mean(np.array(records[u.unit_id]["scores"]), axis=1) for u in units]))
     return np.array(rows)
+
+
+def _training_seconds(run: dict, families: set) -> float | None:
+    """A run's training wall time, unless its record names a dataset of a family outside the
+    suite's: results made before the evaluator kept to the suite's families summed every family
+    a checkpoint folder held."""
+    training = run["submission"].get("training") or {}
+    wall, datasets = training.get("wall_seconds"), training.get("dataset") or []
+    if not isinstance(wall, (int, float)):
+        return None
+    for dataset in [datasets] if isinstance(datasets, str) else datasets:
+        try:
+            if DatasetId.parse(dataset).env not in families:
+                return None
+        except ValueError:  # not one of ours: nothing to check it against
+            pass
+    return float(wall)
 
 
 def shifted_protocol(suite) -> str:
@@ -68,8 +86,8 @@ def entry_view(name: str, runs: list[dict]) -> dict:
         if a is not None and b is not None:
             view["drop"] = {"value": float((a - b).mean()),
                             "ci95": summarize_runs(a - b)["mean_ci95"] if many else None}
-    walls = [(r["submission"].get("training") or {}).get("wall_seconds") for r in runs]
-    walls = [w for w in walls if isinstance(w, (int, float))]
+    families = {env_slug(u.env_id) for u in suite.units}
+    walls = [w for w in (_training_seconds(r, families) for r in runs) if w is not None]
     view["training_seconds"] = float(np.mean(walls)) if walls else None
     view["training_runs"] = len(walls)
     for unit in suite.units:

@@ -288,14 +288,16 @@ TRAINING_FILE = "training.json"
 TRAINING_FIELDS = ("wall_seconds", "algo", "seed", "profile", "dataset")
 
 
-def read_training(checkpoint: str | Path | None) -> dict | None:
+def read_training(checkpoint: str | Path | None, families=None) -> dict | None:
     """The submission's `training` block, from `training.json` in the checkpoint folder, else from
-    the `training.json` of each of its family sub-folders (wall times summed, datasets listed;
-    algo, seed and profile kept where they agree); None when there is none."""
+    the `training.json` of each of its family sub-folders (those in `families`, env slugs, when
+    given: the suite's; wall times summed, datasets listed; algo, seed and profile kept where
+    they agree); None when there is none."""
     if not checkpoint or not Path(checkpoint).is_dir():
         return None
     root = Path(checkpoint)
-    files = [root / TRAINING_FILE] if (root / TRAINING_FILE).is_file() else sorted(root.glob(f"*/{TRAINING_FILE}"))
+    files = [root / TRAINING_FILE] if (root / TRAINING_FILE).is_file() else sorted(
+        path for path in root.glob(f"*/{TRAINING_FILE}") if families is None or path.parent.name in families)
     blocks = []
     for path in files:
         try:

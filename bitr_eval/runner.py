@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
+from bitr_envs.datasets.ids import env_slug
 from bitr_envs.datasets.storage import minari_root_at
 from bitr_envs.files import write_json_atomic
 from bitr_eval.agents import is_privileged
@@ -224,7 +225,8 @@ def evaluate(suite: Suite, submission: dict, out: str | Path, jobs: int = 1, exe
                              "outside it could read the key's datasets")
     check_paths(submission, isolation)
     submission["privileged"] = is_privileged(submission, isolation)
-    training = read_training(submission["checkpoint"])  # how the checkpoint was trained, if it says
+    # how the checkpoint was trained, if it says: for the suite's families only
+    training = read_training(submission["checkpoint"], {env_slug(u.env_id) for u in suite.units})
     if training is not None:
         submission["training"] = training
     out = Path(out)

@@ -101,9 +101,18 @@ def test_several_runs_are_filed_and_rendered_as_one_entry(tmp_path, capsys):
     assert iid["FOCAL (tiny)"][3] == "3" and iid["lonely"][3] == "1 (single run); weaker sandbox"
     assert iid["FOCAL (tiny)"][4].startswith("50.0 [")
     assert iid["FOCAL (tiny)"][7] == "30 min" and iid["lonely"][7] == "–"
+    # a run whose record sums a family the suite does not score has no time of its own to show
+    beyond = {**training, "dataset": ["bitr/point-robot-sparse/train-iid-tiny-v0",
+                                      "bitr/cheetah-vel/train-iid-tiny-v0"]}
+    mixed = runs("CSRO s", [40.0, 50.0], training=training) + [make_result("CSRO s", 60.0, checkpoint="c2",
+                                                                           training=beyond)]
+    assert add(tmp_path, mixed, "--name", "CSRO (tiny)") == 0
+    assert main(["leaderboard", "render", "--dir", str(tmp_path / "board")]) == 0
+    iid = {row[1]: row for row in table((tmp_path / "board" / "README.md").read_text(), "### offline-iid")}
+    assert iid["CSRO (tiny)"][7] == "30 min (2 of 3 runs)"
     assert iid["FOCAL (tiny)"][6] == "0.0 [0.0, 0.0]"  # the same episodes under both contexts
     entries, warnings = filed(tmp_path / "board")
-    assert warnings == [] and sorted(len(e["runs"]) for e in entries) == [1, 3]
+    assert warnings == [] and sorted(len(e["runs"]) for e in entries) == [1, 3, 3]
 
 
 def test_the_results_page_shows_each_run_per_family(tmp_path):
@@ -166,6 +175,9 @@ def test_training_block_is_read_from_the_checkpoint(tmp_path):
              "ignored": 1}))
     assert read_training(tmp_path) == {"wall_seconds": 201.0, "algo": "focal", "seed": 2, "profile": "lite",
                                        "dataset": ["bitr/cheetah-vel/x", "bitr/point-robot-sparse/x"]}
+    # the suite's families only: a checkpoint folder may hold more than the suite scores
+    assert read_training(tmp_path, {"cheetah-vel"}) == {"wall_seconds": 101.0, "algo": "focal", "seed": 2,
+                                                        "profile": "lite", "dataset": "bitr/cheetah-vel/x"}
     (tmp_path / "training.json").write_text(json.dumps({"wall_seconds": 5, "algo": "bitr"}))
     assert read_training(tmp_path) == {"wall_seconds": 5, "algo": "bitr", "seed": None, "profile": None,
                                        "dataset": None}
