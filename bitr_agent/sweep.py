@@ -93,6 +93,7 @@ class Run:
     env: Optional[str] = None  # train only
     fields: dict = field(default_factory=dict)  # train only: what training.json records
     result: Optional[Path] = None  # evaluate only: its result file, in `folder`
+    key_sha256: Optional[str] = None  # evaluate only: the sealing key's, None for the public tasks
 
     @property
     def log(self) -> Path:
@@ -120,7 +121,7 @@ def trained(run: Run) -> bool:
 def evaluated(result_path: Path, suite_name: str, key_sha256: str | None = None) -> bool:
     """The result file exists, was scored on the tasks of `key_sha256` (None: the public ones) and
     holds every unit of the suite (or of the envs run), all finished."""
-    from bitr_eval.results import ResultError, load_result
+    from bitr_eval.results import ResultError, load_result, sealing_key
 
     if not result_path.exists():
         return False
@@ -128,10 +129,10 @@ def evaluated(result_path: Path, suite_name: str, key_sha256: str | None = None)
         result = load_result(result_path)
     except ResultError:
         return False
+    if sealing_key(result) != key_sha256:
+        return False
     wanted = set(result["suite"]["units"])
     done = {u["unit_id"] for u in result["units"] if u["status"] == "ok"}
-    if (result.get("sealed") or {}).get("key_sha256") != key_sha256:
-        return False
     return result["suite"]["name"] == suite_name and bool(done) and (wanted <= done or _env_subset_done(result, done))
 
 
@@ -144,12 +145,15 @@ def _env_subset_done(result: dict, done: set) -> bool:
 
 
 def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
-         train_template: str = TRAIN_TEMPLATE, eval_template: Optional[str] = None, sealed=None
+         train_template: str = TRAIN_TEMPLATE, eval_template: Optional[str] = None, sealed: Optional[str] = None
          ) -> tuple[dict[tuple[str, int], list[Run]], dict[tuple[str, int], Run]]:
     """The sweep's runs: per (algo, seed) its training runs (one per family) and its evaluation;
-    `sealed`: (the key's file, its `bitr_eval.sealed.Seal`) for sealed evaluations."""
+    `sealed`: the sealing key's file, for sealed evaluations."""
     from bitr_envs.datasets.ids import env_slug
+    from bitr_eval.sealed import read_key
     from bitr_eval.suites import dataset_id, suite
+
+    key_sha256 = read_key(sealed).key_sha256 if sealed else None
 
     chosen = suite(suite_name)
     suite_envs = list(dict.fromkeys(u.env_id for u in chosen.units))
@@ -170,17 +174,17 @@ def plan(algos, envs, seeds, profile: str, suite_name: str, out: str | Path,
                 runs.append(Run("train", algo, seed, _fill(train_template, values), folder, env,
                                 {"algo": algo, "seed": seed, "profile": profile, "dataset": dataset}))
             trains[(algo, seed)] = runs
-            result = checkpoint / result_file(suite_name, sealed and sealed[1].key_sha256)
+            result = checkpoint / result_file(suite_name, key_sha256)
             name = run_name(algo, seed)
             if eval_template is None:  # with --env: only the trained families; the rest stays to run
                 command = evaluate_command(checkpoint, suite_name, result, name, factory_for(algo),
                                            envs=envs if set(envs) != set(suite_envs) else (),
-                                           sealed=sealed and sealed[0])
+                                           sealed=sealed)
             else:
                 command = _fill(eval_template, {"algo": algo, "seed": seed, "checkpoint": str(checkpoint),
                                                 "suite": suite_name, "result": str(result), "name": name,
-                                                "profile": profile, "sealed": sealed and sealed[0]})
-            evals[(algo, seed)] = Run("evaluate", algo, seed, command, checkpoint, result=result)
+                                                "profile": profile, "sealed": sealed})
+            evals[(algo, seed)] = Run("evaluate", algo, seed, command, checkpoint, result=result, key_sha256=key_sha256)
     return trains, evals
 
 
@@ -240,15 +244,10 @@ class _RayPool:
 
 def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", out: str | Path = "runs/sweep",
           jobs: int = 1, executor: str = "local", dry_run: bool = False, train_template: str = TRAIN_TEMPLATE,
-          eval_template: Optional[str] = None, sealed=None, echo=print) -> dict[str, list[str]]:
+          eval_template: Optional[str] = None, sealed: Optional[str] = None, echo=print) -> dict[str, list[str]]:
     """Run (or continue) the sweep; return the labels of the runs by outcome: 'done' (skipped,
     finished before), 'ok', 'failed', 'blocked' (an evaluation whose training failed). `sealed`:
     the sealing key's file, for sealed evaluations."""
-    if sealed is not None:
-        from bitr_eval.sealed import read_key
-
-        sealed = (sealed, read_key(sealed))
-    key_sha256 = sealed and sealed[1].key_sha256
     trains, evals = plan(algos, envs, seeds, profile, suite_name, out, train_template, eval_template, sealed)
     outcome: dict[str, list[str]] = {"done": [], "ok": [], "failed": [], "blocked": []}
     if dry_run:
@@ -256,7 +255,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             for run in runs:
                 echo(("# done: " if trained(run) else "") + shlex.join(run.command))
             run = evals[key]
-            done = evaluated(run.result, suite_name, key_sha256)
+            done = evaluated(run.result, suite_name, run.key_sha256)
             echo(("# done: " if done else "") + shlex.join(run.command))
         return outcome
     if executor not in ("local", "ray"):
@@ -286,7 +285,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             if key in failed_keys:
                 outcome["blocked"].append(run.label)
                 echo(f"skip   {run.label}: a family failed to train")
-            elif evaluated(run.result, suite_name, key_sha256):
+            elif evaluated(run.result, suite_name, run.key_sha256):
                 outcome["done"].append(run.label)
                 echo(f"done   {run.label} (finished before)")
             else:
@@ -307,7 +306,7 @@ def sweep(algos, envs, seeds, profile: str = "lite", suite_name: str = "lite", o
             run = pending.pop(handle)
             ok = code == 0 and (run.kind != "train" or trained(run))
             if ok and run.kind == "evaluate":
-                ok = evaluated(run.result, suite_name, key_sha256)
+                ok = evaluated(run.result, suite_name, run.key_sha256)
             if ok:
                 outcome["ok"].append(run.label)
                 echo(f"ok     {run.label} ({seconds:.0f} s)")

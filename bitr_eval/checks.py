@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 
-from bitr_eval.results import ResultError
+from bitr_eval.results import ResultError, sealing_key
 from bitr_eval.scoring import TOLERANCE, verify
 from bitr_eval.suites import SUITES
 
@@ -153,7 +153,7 @@ def check_dataset_hashes(results: list[dict]) -> None:
     hashes: dict[tuple, tuple[str, str]] = {}
     references: dict[tuple, dict] = {}
     for result in results:
-        key_sha256 = (result.get("sealed") or {}).get("key_sha256")  # None: the public datasets
+        key_sha256 = sealing_key(result)  # None: the public datasets
         for unit in result["units"]:
             for dataset in unit["datasets"]:
                 mine = (dataset["data_sha256"], dataset["content_sha256"])

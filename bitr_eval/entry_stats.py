@@ -12,6 +12,7 @@ import numpy as np
 
 from bitr_envs.datasets.ids import DatasetId, env_slug
 from bitr_eval.agents import role
+from bitr_eval.results import sealing_key
 from bitr_eval.stats import summarize_runs
 from bitr_eval.suites import SUITES
 
@@ -64,7 +65,7 @@ def entry_view(name: str, runs: list[dict]) -> dict:
             "isolation": "bwrap" if all(u.get("isolation") == "bwrap" for r in runs for u in r["units"]) else "process",
             # scored on a maintainer's secret tasks (bitr_eval.sealed): the key's sha256, one for all
             # the runs of an entry; None for the public tasks
-            "sealed": (runs[0].get("sealed") or {}).get("key_sha256")}
+            "sealed": sealing_key(runs[0])}
     # per protocol over the test tasks ("protocols") and over the ood tasks ("ood_tasks")
     for split, key in (("test", "protocols"), ("ood", "ood_tasks")):
         view[key] = {}

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from bitr_envs.files import write_json_atomic
 from bitr_eval.check_cache import board_record, cached_record, remember
 from bitr_eval.checks import check, check_dataset_hashes, check_pinned_suite, check_runs, check_sealed_data, recheck
-from bitr_eval.results import OldSchemaError, ResultError, file_bytes, load_result, read_result
+from bitr_eval.results import OldSchemaError, ResultError, file_bytes, load_result, read_result, sealing_key
 
 RESULTS = "results"  # the filed entries, one folder per suite
 ENTRY_FILE = "entry.json"
@@ -126,11 +126,6 @@ def load_entry(folder: Path, episodes: bool = False) -> dict:
             "verification": json.loads(verification.read_text()) if verification.exists() else None}
 
 
-def _key(run: dict) -> str | None:
-    """The sealing key's sha256 of a result or board record; None: scored on the public tasks."""
-    return (run.get("sealed") or {}).get("key_sha256")
-
-
 def add(paths, directory: str | Path = "leaderboard", name: str | None = None, replace: bool = False,
         seal=None) -> Path:
     """Check the result files `paths` (the training runs of one agent) against the board and file
@@ -163,11 +158,11 @@ def add(paths, directory: str | Path = "leaderboard", name: str | None = None, r
     if not name.strip() or len(name) > 100:
         raise ResultError("an entry name has 1 to 100 characters")
     suite_name = runs[0]["suite"]["name"]
-    key = _key(runs[0])
+    key = sealing_key(runs[0])
     target = Path(directory, RESULTS, suite_name, slug(name) + (f"-{key[:8]}" if key else ""))
     entries, _ = filed(directory)
     for other in entries:
-        same_name = other["suite"] == suite_name and other["name"] == name and _key(other["runs"][0]) == key
+        same_name = other["suite"] == suite_name and other["name"] == name and sealing_key(other["runs"][0]) == key
         if other["path"] == target and not same_name:
             raise ResultError(f"{target} already holds {other['name']!r}: choose a name that differs in its "
                               f"letters or digits")

@@ -271,6 +271,11 @@ def read_result(data: bytes, source: str | Path) -> dict:
     return result
 
 
+def sealing_key(result: dict) -> str | None:
+    """The sha256 of the key a result (or board record) was scored sealed with; None: the public tasks."""
+    return (result.get("sealed") or {}).get("key_sha256")
+
+
 def file_bytes(path: str | Path) -> bytes:
     """The bytes of the result file at `path`; a ResultError if it cannot be read."""
     try:

@@ -137,7 +137,7 @@ def test_a_sealed_sweep_names_its_results_by_key_and_counts_only_that_key_s(tmp_
     key.write_bytes(b"the maintainer's key, 32 bytes..")
     seal = read_key(key)
     _, evals = plan(["bitr", "oracle_task"], ["bitr/PointRobotSparse-v0"], [0], "tiny", "tiny", "runs",
-                    sealed=(str(key), seal))
+                    sealed=str(key))
     run = evals[("bitr", 0)]
     assert run.result.name == f"result-tiny-{seal.key_sha256[:8]}.json"
     assert run.log.name == f"evaluate-tiny-{seal.key_sha256[:8]}.log"
